@@ -1,0 +1,186 @@
+"""Model folders: a manifest.json beside one ONNX file per cascade stage.
+
+The manifest records everything needed to reproduce a result (id, version, grid, normalisation,
+labels, stages) and the sha256 of every file; a file whose checksum differs is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelError
+from .labels import Label
+from .slicing import VIEW_AXES
+
+MANIFEST_NAME = "manifest.json"
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_MODEL_ID = "innerear-phantom"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One U-Net of the cascade: which view it slices and which volumes it takes as channels.
+
+    ``channels`` names "image" or the names of earlier stages (whose binary masks are fed).
+    """
+
+    name: str
+    file: str
+    view: str
+    channels: tuple[str, ...]
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ModelManifest:
+    folder: Path
+    id: str
+    version: str
+    description: str
+    grid_size: int
+    normalisation: dict[str, Any]
+    labels: tuple[Label, ...]
+    stages: tuple[Stage, ...]
+    threshold: float
+    raw: dict[str, Any]
+
+    def stage_path(self, stage: Stage) -> Path:
+        return self.folder / stage.file
+
+    @property
+    def name(self) -> str:
+        return f"{self.id} {self.version}"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def default_model_folder() -> Path:
+    """The phantom-trained model shipped inside the package (works offline)."""
+    return MODELS_DIR / DEFAULT_MODEL_ID
+
+
+def available_models(extra_folders: list[Path] | None = None) -> list[Path]:
+    """Model folders shipped with the package plus those found in ``extra_folders``."""
+    folders = [MODELS_DIR, *(extra_folders or [])]
+    found = []
+    for root in folders:
+        if root.is_dir():
+            found.extend(sorted(p.parent for p in root.glob(f"*/{MANIFEST_NAME}")))
+    return found
+
+
+def load_model(location: str | Path | None = None, verify: bool = True) -> ModelManifest:
+    """Reads and checks a model folder (or its manifest.json); ``None`` means the shipped model."""
+    path = Path(location) if location is not None else default_model_folder()
+    manifest_path = path if path.suffix == ".json" else path / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise ModelError(
+            f"No model manifest at {manifest_path}. Give the folder that holds manifest.json and "
+            "the stage .onnx files, or leave the model unset to use the shipped one."
+        )
+    try:
+        data = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelError(f"The model manifest {manifest_path} is not valid JSON ({error}). "
+                         "Re-install or re-export the model.") from None
+    manifest = _parse(manifest_path.parent, data, manifest_path)
+    if verify:
+        verify_files(manifest)
+    return manifest
+
+
+def _parse(folder: Path, data: dict, where: Path) -> ModelManifest:
+    try:
+        labels = tuple(Label.from_dict(item) for item in data["labels"])
+        stages = tuple(
+            Stage(
+                name=str(item["name"]),
+                file=str(item["file"]),
+                view=str(item["view"]),
+                channels=tuple(str(c) for c in item["channels"]),
+                sha256=str(item["sha256"]).lower(),
+            )
+            for item in data["stages"]
+        )
+        manifest = ModelManifest(
+            folder=folder,
+            id=str(data["id"]),
+            version=str(data["version"]),
+            description=str(data.get("description", "")),
+            grid_size=int(data["grid_size"]),
+            normalisation=dict(data["normalisation"]),
+            labels=labels,
+            stages=stages,
+            threshold=float(data.get("threshold", 0.5)),
+            raw=data,
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelError(f"The model manifest {where} lacks or garbles the field {error}. "
+                         "Re-export the model with the training tools.") from None
+    _check_consistency(manifest, where)
+    return manifest
+
+
+def _check_consistency(manifest: ModelManifest, where: Path) -> None:
+    if not manifest.stages:
+        raise ModelError(f"The model manifest {where} lists no stages.")
+    if manifest.grid_size % 8 or manifest.grid_size < 16:
+        raise ModelError(f"The model manifest {where} asks for a grid of {manifest.grid_size}; "
+                         "it must be a multiple of 8 (the U-Net pools three times).")
+    if manifest.normalisation.get("method") not in ("zscore", "volume-zscore"):
+        raise ModelError(f"The model manifest {where} has an unknown normalisation "
+                         f"{manifest.normalisation.get('method')!r}; expected zscore or volume-zscore.")
+    known = {"image"}
+    for stage in manifest.stages:
+        if stage.view not in VIEW_AXES:
+            raise ModelError(f"Stage {stage.name} in {where} has view {stage.view!r}; "
+                             f"expected one of {sorted(VIEW_AXES)}.")
+        unknown = [c for c in stage.channels if c not in known]
+        if unknown:
+            raise ModelError(f"Stage {stage.name} in {where} takes channel(s) {unknown} that no "
+                             "earlier stage produces.")
+        known.add(stage.name)
+    values = [label.value for label in manifest.labels]
+    if sorted(values) != list(range(1, len(values) + 1)):
+        raise ModelError(f"The labels in {where} must be numbered 1..{len(values)}; got {values}.")
+
+
+def verify_files(manifest: ModelManifest) -> None:
+    """Refuses a model whose stage files are missing or differ from the manifest's sha256."""
+    for stage in manifest.stages:
+        path = manifest.stage_path(stage)
+        if not path.is_file():
+            raise ModelError(f"Model {manifest.name}: the file {path} for stage {stage.name} is "
+                             "missing. Re-install the model.")
+        actual = sha256_of(path)
+        if actual != stage.sha256:
+            raise ModelError(
+                f"Model {manifest.name}: {path.name} does not match its manifest (sha256 "
+                f"{actual[:12]}… instead of {stage.sha256[:12]}…). The file is corrupt or was "
+                "replaced; re-install or re-download the model."
+            )
+
+
+def save_manifest(folder: Path, data: dict[str, Any]) -> Path:
+    """Writes manifest.json, filling in each stage's sha256 from the file beside it.
+
+    Used by the training export; the result is checked by loading it back.
+    """
+    folder = Path(folder)
+    data = json.loads(json.dumps(data))
+    for stage in data["stages"]:
+        stage["sha256"] = sha256_of(folder / stage["file"])
+    path = folder / MANIFEST_NAME
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    load_model(folder)
+    return path

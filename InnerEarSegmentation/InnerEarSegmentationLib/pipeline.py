@@ -1,0 +1,175 @@
+"""The whole segmentation: scan in, labelmap on the scan's own grid out, with a provenance report."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from . import __version__
+from .errors import InputError, ModelError
+from .inference import StageSession, open_session, predict_volume
+from .labels import Label
+from .model import ModelManifest, load_model, sha256_of, MANIFEST_NAME
+from .postprocess import foreground, largest_component, to_original_grid
+from .preprocess import model_grid, normalise, resample_to_grid
+from .progress import Progress
+from .scanio import validate_scan
+
+DISCLAIMER = ("Research use only. Not a medical device; accuracy on real patient scans has not been "
+              "measured unless the model's manifest says so.")
+
+
+@dataclass
+class SegmentationSettings:
+    """How to run the model; recorded in every output's report."""
+
+    device: str = "auto"
+    batch_size: int = 16
+    keep_largest_component: bool = True
+    last_stage: int | None = None  # 1 = stage 1 alone (the plain U-Net baseline)
+    keep_probability: bool = False
+    threads: int = 0
+
+
+@dataclass
+class SegmentationResult:
+    labelmap: sitk.Image
+    labels: tuple[Label, ...]
+    report: dict[str, Any]
+    foreground_probability: sitk.Image | None = None
+
+
+@dataclass
+class Segmenter:
+    """Holds a model's onnxruntime sessions open, so a folder of scans loads them once."""
+
+    model: ModelManifest | None = None
+    settings: SegmentationSettings = field(default_factory=SegmentationSettings)
+
+    def __post_init__(self) -> None:
+        if self.model is None:
+            self.model = load_model()
+        self._sessions: list[StageSession] | None = None
+        self.provider_note = ""
+
+    @property
+    def stages(self):
+        count = self.settings.last_stage or len(self.model.stages)
+        return self.model.stages[:count]
+
+    def sessions(self) -> list[StageSession]:
+        if self._sessions is None:
+            opened = []
+            for stage in self.stages:
+                session, self.provider_note = open_session(
+                    self.model.stage_path(stage), self.settings.device, self.settings.threads)
+                expected = len(stage.channels)
+                if session.channels not in (-1, expected):
+                    raise ModelError(
+                        f"Model {self.model.name}: {stage.file} takes {session.channels} input "
+                        f"channel(s) but the manifest gives stage {stage.name} {expected}. "
+                        "The manifest does not belong to these files; re-export the model.")
+                if session.classes not in (None, len(self.model.labels) + 1):
+                    raise ModelError(
+                        f"Model {self.model.name}: {stage.file} gives {session.classes} classes but "
+                        f"the manifest lists {len(self.model.labels)} labels plus background. "
+                        "Re-export the model.")
+                opened.append(session)
+            self._sessions = opened
+        return self._sessions
+
+    @property
+    def provider(self) -> str:
+        return self.sessions()[0].provider
+
+    def segment(self, image: sitk.Image, progress: Progress | None = None, source: str = "") -> SegmentationResult:
+        """Segments one scan; ``progress`` gets fractions and can cancel between batches."""
+        progress = progress or Progress()
+        image = validate_scan(image, source or "the scan")
+        model, timings = self.model, {}
+        sessions = self.sessions()
+        weights = _progress_plan(len(sessions))
+
+        clock = time.perf_counter()
+        progress.report(0.0, "resampling to the model grid")
+        grid = model_grid(image, model.grid_size)
+        array = normalise(resample_to_grid(image, grid), model.normalisation)
+        timings["resample"] = time.perf_counter() - clock
+
+        volumes = {"image": array}
+        probabilities = None
+        mask = None
+        for index, (stage, session) in enumerate(zip(self.stages, sessions)):
+            clock = time.perf_counter()
+            channels = np.stack([volumes[name] for name in stage.channels])
+            stage_progress = progress.span(weights[index], weights[index + 1])
+            probabilities = predict_volume(session, channels, stage.view, self.settings.batch_size, stage_progress)
+            timings[f"stage_{stage.name}"] = time.perf_counter() - clock
+            clock = time.perf_counter()
+            mask = foreground(probabilities, model.threshold)
+            if self.settings.keep_largest_component:
+                mask = largest_component(mask)
+            volumes[stage.name] = mask.astype(np.float32)
+            timings[f"components_{stage.name}"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        labelmap, probability = to_original_grid(
+            probabilities, mask, grid, image, model.threshold,
+            self.settings.keep_largest_component, self.settings.keep_probability,
+            progress.span(weights[-1], 1.0))
+        timings["resample_back"] = time.perf_counter() - clock
+        if not (sitk.GetArrayViewFromImage(labelmap) > 0).any():
+            raise InputError(
+                f"No inner ear was found in {source or 'the scan'}. Check that the scan shows a "
+                "temporal bone (a crop of a few centimetres around the ear works best).")
+        report = self._report(image, labelmap, timings, source)
+        progress.report(1.0, "done")
+        return SegmentationResult(labelmap, model.labels, report, probability)
+
+    def _report(self, image: sitk.Image, labelmap: sitk.Image, timings: dict, source: str) -> dict[str, Any]:
+        model = self.model
+        return {
+            "software": {"name": "InnerEarSegmentation", "version": __version__},
+            "model": {
+                "id": model.id,
+                "version": model.version,
+                "description": model.description,
+                "manifest_sha256": sha256_of(model.folder / MANIFEST_NAME),
+                "stages_run": [stage.name for stage in self.stages],
+            },
+            "settings": asdict(self.settings),
+            "provider": self.provider,
+            "provider_note": self.provider_note,
+            "input": {
+                "source": source,
+                "size": list(image.GetSize()),
+                "spacing_mm": list(image.GetSpacing()),
+                "origin_mm": list(image.GetOrigin()),
+                "direction": list(image.GetDirection()),
+            },
+            "segments": segment_volumes(labelmap, model.labels),
+            "timings_s": {key: round(value, 3) for key, value in timings.items()},
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "disclaimer": DISCLAIMER,
+        }
+
+
+def _progress_plan(stage_count: int) -> list[float]:
+    """Progress fractions at which each stage starts; resampling and mapping back share the rest."""
+    return list(np.linspace(0.05, 0.9, stage_count + 1))
+
+
+def segment_volumes(labelmap: sitk.Image, labels: tuple[Label, ...]) -> list[dict[str, Any]]:
+    """Voxel count and volume in mm³ of each segment."""
+    counts = np.bincount(sitk.GetArrayViewFromImage(labelmap).ravel(), minlength=len(labels) + 1)
+    voxel_mm3 = float(np.prod(labelmap.GetSpacing()))
+    return [
+        {"value": label.value, "name": label.name, "voxels": int(counts[label.value]),
+         "volume_mm3": round(float(counts[label.value]) * voxel_mm3, 3)}
+        for label in labels
+    ]
