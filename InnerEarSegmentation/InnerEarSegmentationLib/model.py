@@ -33,6 +33,7 @@ class Stage:
     view: str
     channels: tuple[str, ...]
     sha256: str
+    scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ def _parse(folder: Path, data: dict, where: Path) -> ModelManifest:
                 view=str(item["view"]),
                 channels=tuple(str(c) for c in item["channels"]),
                 sha256=str(item["sha256"]).lower(),
+                scale=float(item.get("scale", 1.0)),
             )
             for item in data["stages"]
         )
@@ -149,6 +151,9 @@ def _check_consistency(manifest: ModelManifest, where: Path) -> None:
         if unknown:
             raise ModelError(f"Stage {stage.name} in {where} takes channel(s) {unknown} that no "
                              "earlier stage produces.")
+        if stage.scale not in (1.0, 0.5, 0.25):
+            raise ModelError(f"Stage {stage.name} in {where} has scale {stage.scale}; "
+                             "supported: 1, 0.5, 0.25.")
         known.add(stage.name)
     values = [label.value for label in manifest.labels]
     if sorted(values) != list(range(1, len(values) + 1)):

@@ -15,7 +15,8 @@ from .errors import InputError, ModelError
 from .inference import StageSession, open_session, predict_volume
 from .labels import Label
 from .model import ModelManifest, load_model, sha256_of, MANIFEST_NAME
-from .postprocess import foreground, largest_component, to_original_grid
+from .cascade import run_cascade
+from .postprocess import to_original_grid
 from .preprocess import model_grid, normalise, resample_to_grid
 from .progress import Progress
 from .scanio import validate_scan
@@ -33,6 +34,7 @@ class SegmentationSettings:
     keep_largest_component: bool = True
     last_stage: int | None = None  # 1 = stage 1 alone (the plain U-Net baseline)
     keep_probability: bool = False
+    crop: bool = True  # later stages only on a box around the labyrinth
     threads: int = 0
 
 
@@ -93,7 +95,6 @@ class Segmenter:
         image = validate_scan(image, source or "the scan")
         model, timings = self.model, {}
         sessions = self.sessions()
-        weights = _progress_plan(len(sessions))
 
         clock = time.perf_counter()
         progress.report(0.0, "resampling to the model grid")
@@ -101,27 +102,16 @@ class Segmenter:
         array = normalise(resample_to_grid(image, grid), model.normalisation)
         timings["resample"] = time.perf_counter() - clock
 
-        volumes = {"image": array}
-        probabilities = None
-        mask = None
-        for index, (stage, session) in enumerate(zip(self.stages, sessions)):
-            clock = time.perf_counter()
-            channels = np.stack([volumes[name] for name in stage.channels])
-            stage_progress = progress.span(weights[index], weights[index + 1])
-            probabilities = predict_volume(session, channels, stage.view, self.settings.batch_size, stage_progress)
-            timings[f"stage_{stage.name}"] = time.perf_counter() - clock
-            clock = time.perf_counter()
-            mask = foreground(probabilities, model.threshold)
-            if self.settings.keep_largest_component:
-                mask = largest_component(mask)
-            volumes[stage.name] = mask.astype(np.float32)
-            timings[f"components_{stage.name}"] = time.perf_counter() - clock
+        cascade = run_cascade(
+            array, self.stages, sessions, model.threshold, self.settings.keep_largest_component,
+            self.settings.crop, self.settings.batch_size, progress.span(0.05, 0.9))
+        timings.update(cascade.timings)
 
         clock = time.perf_counter()
         labelmap, probability = to_original_grid(
-            probabilities, mask, grid, image, model.threshold,
+            cascade.probabilities, cascade.mask, grid, image, model.threshold,
             self.settings.keep_largest_component, self.settings.keep_probability,
-            progress.span(weights[-1], 1.0))
+            progress.span(0.9, 1.0))
         timings["resample_back"] = time.perf_counter() - clock
         if not (sitk.GetArrayViewFromImage(labelmap) > 0).any():
             raise InputError(
@@ -157,11 +147,6 @@ class Segmenter:
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "disclaimer": DISCLAIMER,
         }
-
-
-def _progress_plan(stage_count: int) -> list[float]:
-    """Progress fractions at which each stage starts; resampling and mapping back share the rest."""
-    return list(np.linspace(0.05, 0.9, stage_count + 1))
 
 
 def segment_volumes(labelmap: sitk.Image, labels: tuple[Label, ...]) -> list[dict[str, Any]]:
