@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import SimpleITK as sitk
 
 from conftest import blob_scan

@@ -13,7 +13,7 @@ from .model import load_model
 from .outputs import write_labelmap, write_report, write_segmentation
 from .pipeline import SegmentationSettings, Segmenter
 from .progress import Progress
-from .scanio import find_scans, read_scan
+from .scanio import find_scans
 from .surface import write_surface
 
 DEFAULT_OUTPUT = Path("inner-ear-seg-output")
@@ -112,7 +112,7 @@ def segment_one(segmenter: Segmenter, scan: Path, args: argparse.Namespace) -> l
                             "Use --overwrite to replace it or -o to choose another folder.")
     bar = ProgressBar(stem, args.quiet)
     try:
-        result = segmenter.segment(read_scan(scan), Progress(bar), source=str(scan))
+        result = segmenter.segment_file(scan, Progress(bar))
     finally:
         bar.close()
     written = [write_segmentation(result.labelmap, result.labels, targets[0], result.report, args.overwrite)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,14 +13,15 @@ import SimpleITK as sitk
 
 from . import __version__
 from .errors import InputError, ModelError
-from .inference import StageSession, open_session, predict_volume
+from .inference import StageSession, open_session
 from .labels import Label
 from .model import ModelManifest, load_model, sha256_of, MANIFEST_NAME
 from .cascade import run_cascade
 from .postprocess import to_original_grid
-from .preprocess import model_grid, normalise, resample_to_grid
+from .geometry import Geometry
+from .preprocess import PreparedScan, prepare
 from .progress import Progress
-from .scanio import validate_scan
+from .scanio import read_scan, validate_scan
 
 DISCLAIMER = ("Research use only. Not a medical device; accuracy on real patient scans has not been "
               "measured unless the model's manifest says so.")
@@ -92,36 +94,50 @@ class Segmenter:
     def segment(self, image: sitk.Image, progress: Progress | None = None, source: str = "") -> SegmentationResult:
         """Segments one scan; ``progress`` gets fractions and can cancel between batches."""
         progress = progress or Progress()
-        image = validate_scan(image, source or "the scan")
-        model, timings = self.model, {}
-        sessions = self.sessions()
+        prepared, scan, seconds = self._prepare(image, progress, source)
+        return self._segment_prepared(prepared, scan, {"resample": seconds}, progress, source)
 
+    def segment_file(self, path: str | Path, progress: Progress | None = None) -> SegmentationResult:
+        """Reads and segments a scan, freeing its voxels as soon as the model grid holds them,
+        so a micro-CT volume and its labelmap are never both in memory with the network's work."""
+        progress = progress or Progress()
+        clock = time.perf_counter()
+        image = read_scan(path)
+        seconds = time.perf_counter() - clock
+        prepared, scan, resample_seconds = self._prepare(image, progress, str(path))
+        del image
+        return self._segment_prepared(prepared, scan, {"read": seconds, "resample": resample_seconds},
+                                      progress, str(path))
+
+    def _prepare(self, image: sitk.Image, progress: Progress, source: str) -> tuple[PreparedScan, Geometry, float]:
+        image = validate_scan(image, source or "the scan")
+        self.sessions()
         clock = time.perf_counter()
         progress.report(0.0, "resampling to the model grid")
-        grid = model_grid(image, model.grid_size)
-        array = normalise(resample_to_grid(image, grid), model.normalisation)
-        timings["resample"] = time.perf_counter() - clock
+        prepared = prepare(image, self.model.grid_size, self.model.normalisation)
+        return prepared, Geometry.of(image), time.perf_counter() - clock
 
+    def _segment_prepared(self, prepared: PreparedScan, scan: Geometry, timings: dict[str, float],
+                          progress: Progress, source: str) -> SegmentationResult:
+        model, settings = self.model, self.settings
         cascade = run_cascade(
-            array, self.stages, sessions, model.threshold, self.settings.keep_largest_component,
-            self.settings.crop, self.settings.batch_size, progress.span(0.05, 0.9))
+            prepared.array, self.stages, self.sessions(), model.threshold, settings.keep_largest_component,
+            settings.crop, settings.batch_size, progress.span(0.05, 0.9))
         timings.update(cascade.timings)
-
         clock = time.perf_counter()
         labelmap, probability = to_original_grid(
-            cascade.probabilities, cascade.mask, grid, image, model.threshold,
-            self.settings.keep_largest_component, self.settings.keep_probability,
-            progress.span(0.9, 1.0))
+            cascade.probabilities, cascade.mask, prepared.grid, scan, model.threshold,
+            settings.keep_largest_component, settings.keep_probability, progress.span(0.9, 1.0))
         timings["resample_back"] = time.perf_counter() - clock
         if not (sitk.GetArrayViewFromImage(labelmap) > 0).any():
             raise InputError(
                 f"No inner ear was found in {source or 'the scan'}. Check that the scan shows a "
                 "temporal bone (a crop of a few centimetres around the ear works best).")
-        report = self._report(image, labelmap, timings, source)
+        report = self._report(scan, labelmap, timings, source)
         progress.report(1.0, "done")
         return SegmentationResult(labelmap, model.labels, report, probability)
 
-    def _report(self, image: sitk.Image, labelmap: sitk.Image, timings: dict, source: str) -> dict[str, Any]:
+    def _report(self, scan: Geometry, labelmap: sitk.Image, timings: dict, source: str) -> dict[str, Any]:
         model = self.model
         return {
             "software": {"name": "InnerEarSegmentation", "version": __version__},
@@ -137,10 +153,10 @@ class Segmenter:
             "provider_note": self.provider_note,
             "input": {
                 "source": source,
-                "size": list(image.GetSize()),
-                "spacing_mm": list(image.GetSpacing()),
-                "origin_mm": list(image.GetOrigin()),
-                "direction": list(image.GetDirection()),
+                "size": list(scan.size),
+                "spacing_mm": list(scan.spacing),
+                "origin_mm": list(scan.origin),
+                "direction": list(scan.direction),
             },
             "segments": segment_volumes(labelmap, model.labels),
             "timings_s": {key: round(value, 3) for key, value in timings.items()},

@@ -6,6 +6,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from .geometry import Geometry
 from .progress import Progress
 
 # Voxels a slab of the original grid may hold while probabilities are resampled onto it.
@@ -37,17 +38,16 @@ def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...] | None:
     )
 
 
-def _index_box(grid: sitk.Image, box: tuple[slice, ...], image: sitk.Image) -> tuple[list[int], list[int]] | None:
-    """The region of ``image`` (x, y, z index start and size) covering a [z, y, x] box of ``grid``."""
+def _index_box(grid: sitk.Image, box: tuple[slice, ...], scan: Geometry) -> tuple[list[int], list[int]] | None:
+    """The region of the scan (x, y, z index start and size) covering a [z, y, x] box of ``grid``."""
     points = []
     for corner in range(8):
         zyx = [(s.stop if corner >> i & 1 else s.start - 1) for i, s in enumerate(box)]
-        physical = grid.TransformContinuousIndexToPhysicalPoint([float(v) for v in zyx[::-1]])
-        points.append(image.TransformPhysicalPointToContinuousIndex(physical))
-    points = np.array(points)
-    size = np.array(image.GetSize())
-    low = np.clip(np.floor(points.min(axis=0)).astype(int), 0, size)
-    high = np.clip(np.ceil(points.max(axis=0)).astype(int) + 1, 0, size)
+        points.append(grid.TransformContinuousIndexToPhysicalPoint([float(v) for v in zyx[::-1]]))
+    indices = scan.to_index(np.array(points))
+    size = np.array(scan.size)
+    low = np.clip(np.floor(indices.min(axis=0)).astype(int), 0, size)
+    high = np.clip(np.ceil(indices.max(axis=0)).astype(int) + 1, 0, size)
     if np.any(high <= low):
         return None
     return low.tolist(), (high - low).tolist()
@@ -63,7 +63,7 @@ def to_original_grid(
     probabilities: np.ndarray,
     mask: np.ndarray,
     grid: sitk.Image,
-    image: sitk.Image,
+    scan: Geometry,
     threshold: float,
     keep_largest: bool,
     keep_probability: bool,
@@ -74,11 +74,11 @@ def to_original_grid(
     Probabilities are interpolated linearly (sub-voxel boundaries) slab by slab and only inside
     the labyrinth's bounding box, so a 1500³ micro-CT never needs more than its uint8 output.
     """
-    size_xyz = image.GetSize()
+    size_xyz = scan.size
     labels = np.zeros(size_xyz[::-1], dtype=np.uint8)
     probability = np.zeros(size_xyz[::-1], dtype=np.float32) if keep_probability else None
     box = _bounding_box(mask, margin=2)
-    region = _index_box(grid, box, image) if box is not None else None
+    region = _index_box(grid, box, scan) if box is not None else None
     if region is not None:
         support = ndimage.binary_dilation(mask, iterations=1)
         fg = np.where(support, 1.0 - probabilities[0], 0.0).astype(np.float32)
@@ -89,7 +89,7 @@ def to_original_grid(
         for z0 in range(start[2], start[2] + extent[2], slab):
             progress.report((z0 - start[2]) / extent[2], "mapping back to the scan's grid")
             depth = min(slab, start[2] + extent[2] - z0)
-            reference = sitk.RegionOfInterest(image, [extent[0], extent[1], depth], [start[0], start[1], z0])
+            reference = scan.region([start[0], start[1], z0], [extent[0], extent[1], depth])
             values = [
                 sitk.GetArrayFromImage(sitk.Resample(c, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32))
                 for c in channels
@@ -105,13 +105,11 @@ def to_original_grid(
             sub = labels[region_slices]
             sub[~largest_component(sub > 0)] = 0
     progress.report(1.0, "mapped back")
-    labelmap = sitk.GetImageFromArray(labels)
-    labelmap.CopyInformation(image)
+    labelmap = scan.stamp(sitk.GetImageFromArray(labels))
+    del labels
     if probability is None:
         return labelmap, None
-    probability_image = sitk.GetImageFromArray(probability)
-    probability_image.CopyInformation(image)
-    return labelmap, probability_image
+    return labelmap, scan.stamp(sitk.GetImageFromArray(probability))
 
 
 def _crop_grid(grid: sitk.Image, box: tuple[slice, ...]) -> sitk.Image:
