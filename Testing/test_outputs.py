@@ -16,15 +16,16 @@ from InnerEarSegmentationLib.model import load_model
 from InnerEarSegmentationLib.outputs import atomic_target, write_labelmap, write_report, write_segmentation
 from InnerEarSegmentationLib.pipeline import Segmenter
 from InnerEarSegmentationLib.surface import write_surface
+from InnerEarSegmentationLib.terminology import terminology_entry
 
-TERM = "Segmentation category and type - DICOM master list~SCT^91723000^Anatomical Structure~SCT^80169004^Cochlea~^^~Anatomic codes - DICOM master list~^^~^^"
+TERM = terminology_entry("Cochlea")
 
 
 @pytest.fixture(scope="module")
 def result(tiny_model):
     outcome = Segmenter(load_model(tiny_model)).segment(blob_scan(), source="blob")
     labels = list(outcome.labels)
-    labels[0] = Label(1, "Cochlea", (0.9, 0.8, 0.3), TERM)
+    labels[1] = Label(2, "Vestibule", (0.3, 0.7, 0.9), terminology_entry("Vestibule"))
     array = sitk.GetArrayFromImage(outcome.labelmap)
     array[array > 0] = np.where(np.indices(array.shape)[2][array > 0] < 20, 1, 2)  # two segments
     labelmap = sitk.GetImageFromArray(array)

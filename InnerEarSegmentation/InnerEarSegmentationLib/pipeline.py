@@ -21,7 +21,8 @@ from .postprocess import to_original_grid
 from .geometry import Geometry
 from .preprocess import PreparedScan, prepare
 from .progress import Progress
-from .scanio import read_scan, validate_scan
+from .terminology import with_terminology
+from .scanio import read_scan, scan_warnings, validate_scan
 
 DISCLAIMER = ("Research use only. Not a medical device; accuracy on real patient scans has not been "
               "measured unless the model's manifest says so.")
@@ -129,13 +130,14 @@ class Segmenter:
             cascade.probabilities, cascade.mask, prepared.grid, scan, model.threshold,
             settings.keep_largest_component, settings.keep_probability, progress.span(0.9, 1.0))
         timings["resample_back"] = time.perf_counter() - clock
-        if not (sitk.GetArrayViewFromImage(labelmap) > 0).any():
+        if sitk.GetArrayViewFromImage(labelmap).max() == 0:  # no full-size temporary (1500³ micro-CT)
             raise InputError(
                 f"No inner ear was found in {source or 'the scan'}. Check that the scan shows a "
                 "temporal bone (a crop of a few centimetres around the ear works best).")
         report = self._report(scan, labelmap, timings, source)
         progress.report(1.0, "done")
-        return SegmentationResult(labelmap, model.labels, report, probability)
+        labels = tuple(map(with_terminology, model.labels))
+        return SegmentationResult(labelmap, labels, report, probability)
 
     def _report(self, scan: Geometry, labelmap: sitk.Image, timings: dict, source: str) -> dict[str, Any]:
         model = self.model
@@ -159,6 +161,7 @@ class Segmenter:
                 "direction": list(scan.direction),
             },
             "segments": segment_volumes(labelmap, model.labels),
+            "warnings": scan_warnings(scan, model.grid_size),  # runs, but the result may suffer
             "timings_s": {key: round(value, 3) for key, value in timings.items()},
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "disclaimer": DISCLAIMER,
@@ -166,8 +169,16 @@ class Segmenter:
 
 
 def segment_volumes(labelmap: sitk.Image, labels: tuple[Label, ...]) -> list[dict[str, Any]]:
-    """Voxel count and volume in mm³ of each segment."""
-    counts = np.bincount(sitk.GetArrayViewFromImage(labelmap).ravel(), minlength=len(labels) + 1)
+    """Voxel count and volume in mm³ of each segment.
+
+    Counted slab by slab: np.bincount casts its input to int64, which for a whole 1500³ labelmap
+    would be a 27 GB temporary."""
+    array = sitk.GetArrayViewFromImage(labelmap)
+    bins = len(labels) + 1
+    counts = np.zeros(bins, dtype=np.int64)
+    step = max(1, 16_000_000 // max(array[0].size, 1))
+    for z in range(0, array.shape[0], step):
+        counts += np.bincount(array[z:z + step].ravel(), minlength=bins)[:bins]
     voxel_mm3 = float(np.prod(labelmap.GetSpacing()))
     return [
         {"value": label.value, "name": label.name, "voxels": int(counts[label.value]),

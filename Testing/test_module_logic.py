@@ -1,0 +1,63 @@
+"""The module's Logic class, run headless: Slicer's GUI-only modules are replaced by minimal stand-ins.
+
+Only qt, ScriptedLoadableModule and parameterNodeWrapper are faked; the scene, the segmentation
+node and the inference are real, so the console API ``segment(...)`` is exercised as written.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+
+import pytest
+
+slicer = pytest.importorskip("slicer")
+pytest.importorskip("InnerEarSegmentationLib.pipeline")
+
+from conftest import ROOT, blob_scan  # noqa: E402
+from mrml_scene import make_scene  # noqa: E402
+
+from InnerEarSegmentationLib.errors import OutputError  # noqa: E402
+from InnerEarSegmentationLib.mrml_volume import volume_node_from_sitk  # noqa: E402
+
+
+@pytest.fixture
+def module(monkeypatch):
+    """Imports InnerEarSegmentation.py with stand-ins for the parts that need the Slicer GUI."""
+    scripted = types.ModuleType("slicer.ScriptedLoadableModule")
+    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleWidget", "ScriptedLoadableModuleTest"):
+        setattr(scripted, name, type(name, (), {"__init__": lambda self, *args: None}))
+    scripted.ScriptedLoadableModuleLogic = type("ScriptedLoadableModuleLogic", (),
+                                                {"__init__": lambda self: None})
+    wrapper = types.ModuleType("slicer.parameterNodeWrapper")
+    wrapper.parameterNodeWrapper = lambda cls: cls
+    wrapper.Choice = wrapper.WithinRange = lambda *args: None
+    monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", scripted)
+    monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", wrapper)
+    monkeypatch.setitem(sys.modules, "qt", types.ModuleType("qt"))
+    monkeypatch.syspath_prepend(str(ROOT / "InnerEarSegmentation"))
+    monkeypatch.delitem(sys.modules, "InnerEarSegmentation", raising=False)
+    imported = importlib.import_module("InnerEarSegmentation")
+    monkeypatch.setitem(sys.modules, "InnerEarSegmentation", imported)  # forgotten after the test
+    return imported
+
+
+def test_console_api_segments_and_refuses_to_overwrite(module, tiny_model):
+    headless = make_scene()
+    volume = volume_node_from_sitk(blob_scan(), headless.scene, "CT")
+    logic = module.InnerEarSegmentationLogic()
+    assert logic.ensureDependencies(ask=lambda text: pytest.fail(f"asked: {text}"))  # already installed
+    node = logic.segment(volume, model=str(tiny_model), device="cpu", show3D=False)
+    assert node.IsA("vtkMRMLSegmentationNode") and node.GetSegmentation().GetNumberOfSegments() == 3
+    with pytest.raises(OutputError):
+        logic.segment(volume, node)
+    assert logic.segment(volume, node, model=str(tiny_model), replace=True, show3D=False) is node
+
+
+def test_model_list_starts_with_the_shipped_model(module, monkeypatch, tmp_path):
+    monkeypatch.setenv("INNER_EAR_SEGMENTATION_HOME", str(tmp_path))
+    models = module.InnerEarSegmentationLogic().availableModels()
+    assert all(folder == "" or tmp_path.as_posix() in folder for _, folder in models)
+    if models:
+        assert models[0][1] == "" and "phantom-trained" in models[0][0]
