@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from . import __version__
 from .errors import InnerEarError
 from .model import load_model
-from .outputs import write_labelmap, write_report, write_segmentation
+from .outputs import ensure_writable, write_labelmap, write_report, write_segmentation
 from .pipeline import SegmentationSettings, Segmenter
 from .progress import Progress
-from .scanio import find_scans
+from .scanio import find_scans, series_ids
 from .surface import write_surface
 
 DEFAULT_OUTPUT = Path("inner-ear-seg-output")
+DEBUG_VARIABLE = "INNER_EAR_SEG_DEBUG"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--report", action="store_true", help="also write <name>.report.json")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the full traceback of an unexpected error (or set {DEBUG_VARIABLE}=1)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -84,8 +89,7 @@ def collect_scans(inputs: list[Path]) -> list[Path]:
 
 
 def _is_series(folder: Path) -> bool:
-    import SimpleITK as sitk
-    return bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    return bool(series_ids(folder))
 
 
 def make_demo_scan(output: Path) -> Path:
@@ -123,17 +127,35 @@ def segment_one(segmenter: Segmenter, scan: Path, args: argparse.Namespace) -> l
                                      result.report, args.smoothing, args.overwrite))
     if args.report:
         written.append(write_report(result.report, args.output / f"{stem}.report.json", args.overwrite))
+    for warning in result.report.get("warnings", []):
+        print(f"warning: {scan.name}: {warning}", file=sys.stderr)
     volumes = ", ".join(f"{s['name']} {s['volume_mm3']:.1f} mm³" for s in result.report["segments"])
     print(f"{scan.name}: {volumes} [{result.report['provider']}]")
     return written
 
 
+def unexpected(error: BaseException, scan: Path | None, debug: bool) -> str:
+    """One line for an error that is not the user's to fix: what failed, and how to report it."""
+    if debug:
+        traceback.print_exc()
+    if isinstance(error, MemoryError):
+        return ("ran out of memory. Close other programs, crop the scan to a few centimetres around "
+                "the ear, or use a machine with more memory.")
+    detail = " ".join(str(error).split())[:240].rstrip(".") or "no message"
+    where = "" if scan else " while starting up"
+    more = "" if debug else f" (rerun with --debug or {DEBUG_VARIABLE}=1 for the traceback)"
+    return (f"unexpected {type(error).__name__}{where}: {detail}. This is a bug in inner-ear-seg; "
+            f"please report it on the project's issue tracker with this message{more}.")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     started = time.perf_counter()
     try:
         if args.inputs:
             scans = collect_scans(args.inputs)
+            ensure_writable(args.output)
         else:
             args.output = args.output / time.strftime("phantom-demo-%Y%m%d-%H%M%S")
             scans = [make_demo_scan(args.output)]
@@ -143,16 +165,26 @@ def main(argv: list[str] | None = None) -> int:
     except InnerEarError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("Interrupted; nothing was written.", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the user gets one line, not a traceback
+        print(f"error: {unexpected(error, None, debug)}", file=sys.stderr)
+        return 3
     failures = 0
     for scan in scans:
         try:
             segment_one(segmenter, scan, args)
         except InnerEarError as error:
             failures += 1
-            print(f"error: {scan}: {error}", file=sys.stderr)
+            named = str(error).startswith(str(scan))  # most messages already start with the path
+            print(f"error: {error}" if named else f"error: {scan}: {error}", file=sys.stderr)
         except KeyboardInterrupt:
             print("Interrupted; the scan in progress was not written.", file=sys.stderr)
             return 130
+        except Exception as error:  # noqa: BLE001 - one line naming the scan, not a traceback
+            failures += 1
+            print(f"error: {scan}: {unexpected(error, scan, debug)}", file=sys.stderr)
     done = len(scans) - failures
     print(f"{done} of {len(scans)} scan(s) segmented in {time.perf_counter() - started:.1f} s; "
           f"results in {args.output.resolve()}")
