@@ -377,6 +377,7 @@ def test_a_model_that_fails_while_running_gives_one_line_naming_the_scan(tiny_mo
     assert code == 1
     line = [entry for entry in err.splitlines() if entry.startswith("error:")]
     assert len(line) == 1 and line[0].startswith(f"error: {path}:")
+    assert "The model failed while running" in line[0] and "re-export" in line[0]
     assert files_in(tmp_path / "out") == []
 
 

@@ -90,6 +90,17 @@ def open_session(path: Path, device: str = "auto", threads: int = 0) -> tuple[St
     ), note
 
 
+def _run(stage: StageSession, batch: np.ndarray) -> np.ndarray:
+    try:
+        return stage.session.run(None, {stage.input_name: batch})[0]
+    except Exception as error:  # onnxruntime's own error types; memory exhaustion comes this way too
+        detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise ModelError(
+            f"The model failed while running on {stage.provider} ({detail}). If memory ran out, "
+            "use a smaller batch size (--batch-size 4) or the CPU; otherwise re-export the model."
+        ) from None
+
+
 def predict_volume(
     stage: StageSession,
     channels: np.ndarray,
@@ -104,7 +115,7 @@ def predict_volume(
         progress.report(start / count, f"{view} slices {start}/{count}")
         stop = min(start + batch_size, count)
         batch = extract_slices(channels, view, start, stop)
-        result = stage.session.run(None, {stage.input_name: batch})[0]
+        result = _run(stage, batch)
         if output is None:
             output = np.empty((result.shape[1],) + channels.shape[1:], dtype=np.float32)
         insert_slices(output, result, view, start)

@@ -11,6 +11,8 @@ from .progress import Progress
 
 # Voxels a slab of the original grid may hold while probabilities are resampled onto it.
 SLAB_VOXELS = 16_000_000
+# Largest region (voxels) in which specks are removed on the scan's own grid.
+ISLAND_CHECK_VOXELS = 300_000_000
 
 
 def foreground(probabilities: np.ndarray, threshold: float) -> np.ndarray:
@@ -71,45 +73,54 @@ def to_original_grid(
 ) -> tuple[sitk.Image, sitk.Image | None]:
     """Labelmap (uint8) on the scan's own grid, plus optionally the foreground probability.
 
-    Probabilities are interpolated linearly (sub-voxel boundaries) slab by slab and only inside
-    the labyrinth's bounding box, so a 1500³ micro-CT never needs more than its uint8 output.
+    The labyrinth probability is interpolated linearly (sub-voxel boundaries); which structure a
+    voxel belongs to is taken from the nearest model voxel (those inner boundaries are short).
+    Work goes slab by slab inside the labyrinth's box and is pasted into the output in place, so
+    a 1500³ micro-CT never needs more than its uint8 labelmap and the slab.
     """
-    size_xyz = scan.size
-    labels = np.zeros(size_xyz[::-1], dtype=np.uint8)
-    probability = np.zeros(size_xyz[::-1], dtype=np.float32) if keep_probability else None
+    labelmap = scan.stamp(sitk.Image(list(scan.size), sitk.sitkUInt8))
+    probability = scan.stamp(sitk.Image(list(scan.size), sitk.sitkFloat32)) if keep_probability else None
     box = _bounding_box(mask, margin=2)
     region = _index_box(grid, box, scan) if box is not None else None
-    if region is not None:
-        support = ndimage.binary_dilation(mask, iterations=1)
-        fg = np.where(support, 1.0 - probabilities[0], 0.0).astype(np.float32)
-        sub_grid = _crop_grid(grid, box)
-        channels = [_as_image(fg[box], sub_grid)] + [_as_image(p[box], sub_grid) for p in probabilities[1:]]
-        start, extent = region
-        slab = max(1, SLAB_VOXELS // max(extent[0] * extent[1], 1))
-        for z0 in range(start[2], start[2] + extent[2], slab):
-            progress.report((z0 - start[2]) / extent[2], "mapping back to the scan's grid")
-            depth = min(slab, start[2] + extent[2] - z0)
-            reference = scan.region([start[0], start[1], z0], [extent[0], extent[1], depth])
-            values = [
-                sitk.GetArrayFromImage(sitk.Resample(c, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32))
-                for c in channels
-            ]
-            inside = values[0] >= threshold
-            structure = np.argmax(np.stack(values[1:]), axis=0).astype(np.uint8) + 1
-            target = (slice(z0, z0 + depth), slice(start[1], start[1] + extent[1]), slice(start[0], start[0] + extent[0]))
-            labels[target] = np.where(inside, structure, 0)
-            if probability is not None:
-                probability[target] = values[0]
-        if keep_largest:
-            region_slices = (slice(start[2], start[2] + extent[2]), slice(start[1], start[1] + extent[1]), slice(start[0], start[0] + extent[0]))
-            sub = labels[region_slices]
-            sub[~largest_component(sub > 0)] = 0
+    if region is None:
+        progress.report(1.0, "mapped back")
+        return labelmap, probability
+    support = ndimage.binary_dilation(mask, iterations=1)
+    sub_grid = _crop_grid(grid, box)
+    foreground_image = _as_image(np.where(support, 1.0 - probabilities[0], 0.0).astype(np.float32)[box], sub_grid)
+    structure_image = _as_image((np.argmax(probabilities[1:], axis=0) + 1).astype(np.uint8)[box], sub_grid)
+    start, extent = region
+    slab = max(1, SLAB_VOXELS // max(extent[0] * extent[1], 1))
+    for z0 in range(start[2], start[2] + extent[2], slab):
+        progress.report((z0 - start[2]) / extent[2], "mapping back to the scan's grid")
+        depth = min(slab, start[2] + extent[2] - z0)
+        reference = scan.region([start[0], start[1], z0], [extent[0], extent[1], depth])
+        values = sitk.Resample(foreground_image, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        structure = sitk.Resample(structure_image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        labels = sitk.Mask(structure, values >= threshold)
+        target = (slice(start[0], start[0] + extent[0]), slice(start[1], start[1] + extent[1]), slice(z0, z0 + depth))
+        labelmap[target] = labels
+        if probability is not None:
+            probability[target] = values
+    if keep_largest:
+        _drop_islands(labelmap, start, extent)
     progress.report(1.0, "mapped back")
-    labelmap = scan.stamp(sitk.GetImageFromArray(labels))
-    del labels
-    if probability is None:
-        return labelmap, None
-    return labelmap, scan.stamp(sitk.GetImageFromArray(probability))
+    return labelmap, probability
+
+
+def _drop_islands(labelmap: sitk.Image, start: list[int], extent: list[int]) -> None:
+    """Removes specks that interpolation may leave apart from the labyrinth (in place).
+
+    The model-grid mask is already one component, so this only polishes; above the limit the
+    component labels alone would outgrow the memory the scan itself takes, and it is skipped.
+    """
+    if int(np.prod(extent)) > ISLAND_CHECK_VOXELS:
+        return
+    target = tuple(slice(a, a + n) for a, n in zip(start, extent))
+    labels = sitk.GetArrayFromImage(labelmap[target])
+    labels[~largest_component(labels > 0)] = 0
+    patch = sitk.GetImageFromArray(labels)
+    labelmap[target] = patch
 
 
 def _crop_grid(grid: sitk.Image, box: tuple[slice, ...]) -> sitk.Image:
