@@ -279,8 +279,9 @@ class InnerEarSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         if report:
             seconds = sum(report.get("timings_s", {}).values())
             model = report.get("model", {})
+            warnings = "".join(f"\nWarning: {text}" for text in report.get("warnings", []))
             self.ui.runInfoLabel.text = (f"{seconds:.1f} s on {report.get('provider', '?')} · model "
-                                         f"{model.get('id', '?')} {model.get('version', '')}")
+                                         f"{model.get('id', '?')} {model.get('version', '')}{warnings}")
         else:
             self.ui.runInfoLabel.text = ""
         self.ui.exportButton.enabled = bool(segmentation and segmentation.GetSegmentation().GetNumberOfSegments())
