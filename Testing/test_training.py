@@ -1,0 +1,89 @@
+"""The training tools (Training/): a tiny cascade trained on two phantoms, exported, loaded with
+load_model and run by the inference engine. Skipped where torch (a training-only dependency) is
+absent."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "Training"))
+
+from innerear_training.networks import UNet2D  # noqa: E402
+from innerear_training.onnx_export import export_stage  # noqa: E402
+
+
+@pytest.mark.parametrize("arch", ["unet", "resunet", "seunet"])
+def test_export_matches_torch_and_ends_in_softmax(tmp_path, arch):
+    net = UNet2D(2, 4, base=4, arch=arch)
+    net.train()
+    with torch.no_grad():  # give BatchNorm non-trivial running statistics to fold
+        for _ in range(3):
+            net(torch.randn(4, 2, 16, 16) * 3 + 1)
+    path = tmp_path / "stage.onnx"
+    assert export_stage(net, path, 2, size=16) < 1e-4
+    model = onnx.load(str(path))
+    assert model.opset_import[0].version == 17
+    assert "BatchNormalization" not in {n.op_type for n in model.graph.node}
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out = session.run(None, {session.get_inputs()[0].name: np.zeros((3, 2, 24, 40), np.float32)})[0]
+    assert out.shape == (3, 4, 24, 40)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_tiny_cascade_trains_exports_and_runs(tmp_path):
+    from InnerEarSegmentationLib.model import load_model
+    from InnerEarSegmentationLib.phantom import make_phantom
+    from InnerEarSegmentationLib.pipeline import SegmentationSettings, Segmenter
+    from innerear_training import train
+
+    out = tmp_path / "model"
+    code = train.main([
+        "--out", str(out), "--workdir", str(tmp_path / "work"), "--cache", str(tmp_path / "cache"),
+        "--train-phantoms", "2", "--modalities", "clinical", "--grid", "32", "--base", "4",
+        "--max-epochs", "1", "--steps-per-epoch", "2", "--batch", "4", "--val-fraction", "0",
+        "--id", "tiny-test",
+    ])
+    assert code == 0
+    manifest = load_model(out)
+    assert [s.view for s in manifest.stages] == ["coronal", "sagittal", "axial"]
+    assert [s.channels for s in manifest.stages] == [("image",), ("image", "stage1"), ("image", "stage2", "stage1")]
+    assert [l.name for l in manifest.labels] == ["Cochlea", "Vestibule", "Semicircular canals"]
+    assert manifest.grid_size == 32
+    raw = json.loads((out / "manifest.json").read_text())
+    assert "synthetic phantoms only" in raw["description"].lower().replace("\n", " ")
+    assert raw["training"]["base_width"] == 4 and raw["licence"] == "Apache-2.0"
+
+    for stage in manifest.stages:  # the ONNX contract the engine relies on
+        session = ort.InferenceSession(str(manifest.stage_path(stage)), providers=["CPUExecutionProvider"])
+        x = np.random.default_rng(0).standard_normal((2, len(stage.channels), 32, 32)).astype(np.float32)
+        y = session.run(None, {session.get_inputs()[0].name: x})[0]
+        assert y.shape == (2, 4, 32, 32) and y.dtype == np.float32
+        np.testing.assert_allclose(y.sum(axis=1), 1.0, atol=1e-5)
+
+    image = make_phantom(5, "clinical").image()
+    segmenter = Segmenter(manifest, SegmentationSettings(device="cpu"))
+    try:
+        result = segmenter.segment(image)
+    except Exception as error:  # an untrained net may find nothing; that is a user-facing error
+        from InnerEarSegmentationLib.errors import InputError
+        assert isinstance(error, InputError)
+    else:
+        assert result.labelmap.GetSize() == image.GetSize()
+
+
+def test_folds_keep_each_scan_in_one_fold():
+    from innerear_training.cv import folds_of
+
+    cases = list(range(10))
+    folds = folds_of(cases, 4)
+    assert sorted(c for fold in folds for c in fold) == cases
+    assert all(len(set(a) & set(b)) == 0 for i, a in enumerate(folds) for b in folds[i + 1:])

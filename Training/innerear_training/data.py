@@ -1,0 +1,287 @@
+"""Training data: synthetic phantoms or a folder of real scans with label files, prepared on the
+model grid exactly as inference prepares a scan (``InnerEarSegmentationLib.preprocess``).
+
+Each scan becomes a :class:`Case` (normalised image and uint8 labels on the model grid, [z, y, x]).
+The resampled arrays are cached as .npz outside the repository (default /tmp/innerear-cache);
+the cache key includes the source of preprocess.py and phantom.py, so a change there re-prepares.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import SimpleITK as sitk
+
+from InnerEarSegmentationLib import preprocess
+from InnerEarSegmentationLib.slicing import view_axis
+
+DEFAULT_CACHE = Path(os.environ.get("INNEREAR_CACHE", "/tmp/innerear-cache"))
+LIB = Path(preprocess.__file__).resolve().parent
+STRUCTURE_LABELS = [
+    {"value": 1, "name": "Cochlea", "color": [0.91, 0.76, 0.24], "terminology": "",
+     "description": "Cochlea (fluid-filled bony labyrinth), all turns."},
+    {"value": 2, "name": "Vestibule", "color": [0.35, 0.71, 0.89], "terminology": "",
+     "description": "Vestibule of the bony labyrinth."},
+    {"value": 3, "name": "Semicircular canals", "color": [0.85, 0.37, 0.46], "terminology": "",
+     "description": "Superior, posterior and lateral semicircular canals with the common crus."},
+]
+LABYRINTH_LABEL = [{"value": 1, "name": "Inner ear", "color": [0.91, 0.76, 0.24], "terminology": "",
+                    "description": "Bony labyrinth (cochlea, vestibule, semicircular canals)."}]
+LABEL_SUFFIXES = ("-label", "_label", "-labels", "_labels", "-seg", "_seg", ".label")
+IMAGE_EXTENSIONS = (".nii.gz", ".seg.nrrd", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd")
+
+
+@dataclass
+class Case:
+    """One scan on the model grid: normalised image and labels, both [z, y, x]."""
+
+    name: str
+    image: np.ndarray
+    labels: np.ndarray
+    spacing: float
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def bounding_box(self, margin: int = 0) -> tuple[slice, ...] | None:
+        if not self.labels.any():
+            return None
+        box = []
+        for axis in range(3):
+            other = tuple(a for a in range(3) if a != axis)
+            hits = np.nonzero(self.labels.any(axis=other))[0]
+            box.append(slice(max(0, int(hits[0]) - margin), min(self.labels.shape[axis], int(hits[-1]) + margin + 1)))
+        return tuple(box)
+
+
+def _source_key() -> str:
+    """Short hash of preprocess.py and phantom.py (INNEREAR_CACHE_SOURCE_KEY overrides it, to
+    reuse a cache across edits known not to change the data)."""
+    if os.environ.get("INNEREAR_CACHE_SOURCE_KEY"):
+        return os.environ["INNEREAR_CACHE_SOURCE_KEY"]
+    digest = hashlib.sha256()
+    for name in ("preprocess.py", "phantom.py"):
+        path = LIB / name
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
+def _grid_to_dict(grid: sitk.Image) -> dict:
+    return {"size": list(grid.GetSize()), "spacing": list(grid.GetSpacing()),
+            "origin": list(grid.GetOrigin()), "direction": list(grid.GetDirection())}
+
+
+def _cached(key: str, cache: Path | None, build) -> dict[str, np.ndarray]:
+    """Loads ``key`` from the cache folder or builds it (a dict of arrays) and stores it."""
+    if cache is not None:
+        path = Path(cache) / f"{key}.npz"
+        if path.is_file():
+            try:
+                with np.load(path, allow_pickle=False) as stored:
+                    return {name: stored[name] for name in stored.files}
+            except (OSError, ValueError, EOFError):
+                path.unlink(missing_ok=True)
+    arrays = build()
+    if cache is not None:
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        temporary = Path(cache) / f"{key}.{os.getpid()}.tmp.npz"
+        np.savez(temporary, **arrays)
+        temporary.replace(path)
+    return arrays
+
+
+def _resampled(image: sitk.Image, grid_size: int, labels_for_grid) -> dict[str, np.ndarray]:
+    """preprocess.prepare() split in two so the normalisation can be applied after caching:
+    model_grid + resample_to_grid here, normalise in :func:`_make_case` (same calls as prepare)."""
+    grid = preprocess.model_grid(image, grid_size)
+    raw = preprocess.resample_to_grid(image, grid)
+    labels = labels_for_grid(grid)
+    if isinstance(labels, sitk.Image):
+        labels = sitk.GetArrayFromImage(labels)
+    labels = np.asarray(labels, dtype=np.uint8)
+    return {"raw": raw.astype(np.float32), "labels": labels,
+            "grid": np.frombuffer(json.dumps(_grid_to_dict(grid)).encode(), dtype=np.uint8)}
+
+
+def _make_case(name: str, arrays: dict[str, np.ndarray], normalisation: dict, meta: dict) -> Case:
+    grid = json.loads(bytes(arrays["grid"]).decode())
+    image = preprocess.normalise(arrays["raw"], normalisation)
+    case = Case(name, image, arrays["labels"], float(grid["spacing"][0]), dict(meta))
+    case.meta["grid"] = grid
+    case.meta["raw"] = arrays["raw"]  # kept for 'zscore' statistics; dropped by strip_raw()
+    return case
+
+
+def strip_raw(cases: Iterable[Case]) -> None:
+    for case in cases:
+        case.meta.pop("raw", None)
+
+
+# ----------------------------------------------------------------------------- phantoms
+def phantom_scan(seed: int, modality: str, **kwargs):
+    """The phantom of a seed and modality (the library's generator)."""
+    from InnerEarSegmentationLib.phantom import make_phantom
+
+    return make_phantom(seed, modality, **kwargs)
+
+
+def phantom_case(seed: int, modality: str, grid_size: int, normalisation: dict,
+                 cache: Path | None = DEFAULT_CACHE, phantom_kwargs: dict | None = None) -> Case:
+    phantom_kwargs = dict(phantom_kwargs or {})
+    tag = hashlib.sha256(json.dumps(phantom_kwargs, sort_keys=True).encode()).hexdigest()[:6]
+    key = f"phantom-{modality}-{seed}-g{grid_size}-{tag}-{_source_key()}"
+
+    def build():
+        phantom = phantom_scan(seed, modality, **phantom_kwargs)
+        image = phantom.image()
+        arrays = _resampled(image, grid_size, phantom.labels_on)
+        arrays["source_spacing"] = np.array(image.GetSpacing(), dtype=np.float64)
+        arrays["source_size"] = np.array(image.GetSize(), dtype=np.int64)
+        return arrays
+
+    arrays = _cached(key, cache, build)
+    meta = {"source": "phantom", "seed": seed, "modality": modality, "phantom_kwargs": phantom_kwargs,
+            "source_spacing_mm": [float(s) for s in arrays.get("source_spacing", [])],
+            "source_size": [int(s) for s in arrays.get("source_size", [])]}
+    return _make_case(f"{modality}-{seed}", arrays, normalisation, meta)
+
+
+def phantom_options(modality: str, microct_max_size: int | None) -> dict:
+    """Keyword arguments for make_phantom: micro-CT phantoms may be capped in size (a 512³
+    phantom takes minutes to generate; the model grid is far coarser anyway)."""
+    if modality == "microct" and microct_max_size:
+        return {"max_size": int(microct_max_size)}
+    return {}
+
+
+def phantom_cases(seeds: Iterable[int], modalities: list[str], grid_size: int, normalisation: dict,
+                  cache: Path | None = DEFAULT_CACHE, log=print, microct_max_size: int | None = None) -> list[Case]:
+    """Phantoms for each seed, the modality alternating through ``modalities``."""
+    cases = []
+    for index, seed in enumerate(seeds):
+        modality = modalities[index % len(modalities)]
+        cases.append(phantom_case(seed, modality, grid_size, normalisation, cache,
+                                  phantom_options(modality, microct_max_size)))
+        if log:
+            log(f"  prepared {cases[-1].name} (grid spacing {cases[-1].spacing:.3f} mm, "
+                f"{int((cases[-1].labels > 0).sum())} labyrinth voxels)")
+    return cases
+
+
+# ----------------------------------------------------------------------------- real scans
+def _strip_extension(name: str) -> tuple[str, str] | None:
+    lower = name.lower()
+    for extension in IMAGE_EXTENSIONS:
+        if lower.endswith(extension):
+            return name[: -len(extension)], extension
+    return None
+
+
+def find_labelled_scans(folder: Path) -> list[tuple[Path, Path]]:
+    """(scan, label file) pairs in ``folder``: ``case01.nrrd`` with ``case01-label.nrrd``,
+    ``case01_label.nii.gz``, ``case01-seg.nrrd`` ... (any of the image extensions)."""
+    folder = Path(folder)
+    files = {}
+    for path in sorted(folder.iterdir()):
+        split = _strip_extension(path.name) if path.is_file() else None
+        if split:
+            files[path.name] = (split[0], path)
+    labels = {}
+    for stem, path in files.values():
+        for suffix in LABEL_SUFFIXES:
+            if stem.lower().endswith(suffix):
+                labels[stem[: -len(suffix)]] = path
+                break
+    pairs = []
+    for stem, path in files.values():
+        if path in labels.values():
+            continue
+        if stem in labels:
+            pairs.append((path, labels[stem]))
+    if not pairs:
+        raise SystemExit(f"No scan + label pairs in {folder} (expected e.g. case01.nrrd with "
+                         "case01-label.nrrd or case01_label.nii.gz).")
+    return pairs
+
+
+def folder_case(scan: Path, label_file: Path, grid_size: int, normalisation: dict,
+                cache: Path | None = DEFAULT_CACHE) -> Case:
+    stat = [scan.stat().st_mtime_ns, scan.stat().st_size, label_file.stat().st_mtime_ns]
+    tag = hashlib.sha256(f"{scan.resolve()}|{label_file.resolve()}|{stat}".encode()).hexdigest()[:10]
+    key = f"scan-{re.sub(r'[^A-Za-z0-9_.-]', '_', scan.name)}-g{grid_size}-{tag}-{_source_key()}"
+
+    def build():
+        image = sitk.ReadImage(str(scan))
+        label_image = sitk.ReadImage(str(label_file))
+
+        def labels_on(grid):
+            resampled = sitk.Resample(label_image, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
+                                      sitk.sitkUInt8)
+            return sitk.GetArrayFromImage(resampled)
+
+        arrays = _resampled(image, grid_size, labels_on)
+        arrays["source_spacing"] = np.array(image.GetSpacing(), dtype=np.float64)
+        arrays["source_size"] = np.array(image.GetSize(), dtype=np.int64)
+        return arrays
+
+    arrays = _cached(key, cache, build)
+    meta = {"source": "scan", "file": str(scan), "label_file": str(label_file),
+            "source_spacing_mm": [float(s) for s in arrays["source_spacing"]],
+            "source_size": [int(s) for s in arrays["source_size"]]}
+    return _make_case(_strip_extension(scan.name)[0], arrays, normalisation, meta)
+
+
+def folder_cases(folder: Path, grid_size: int, normalisation: dict, cache: Path | None = DEFAULT_CACHE,
+                 log=print) -> list[Case]:
+    cases = []
+    for scan, label_file in find_labelled_scans(folder):
+        cases.append(folder_case(scan, label_file, grid_size, normalisation, cache))
+        if log:
+            log(f"  prepared {cases[-1].name} from {scan.name} + {label_file.name}")
+    return cases
+
+
+def labels_for(cases: list[Case]) -> list[dict]:
+    """The label table: three structures, or one 'inner ear' label when every file is 0/1."""
+    top = max(int(case.labels.max()) for case in cases)
+    if top <= 1:
+        return LABYRINTH_LABEL
+    if top > 3:
+        raise SystemExit(f"Label values up to {top} found; expected 0/1 (labyrinth) or 0..3 "
+                         "(1 cochlea, 2 vestibule, 3 semicircular canals).")
+    return STRUCTURE_LABELS
+
+
+def zscore_statistics(cases: list[Case]) -> dict:
+    """Training-set mean and standard deviation of the resampled (un-normalised) images."""
+    total = count = 0.0
+    squares = 0.0
+    for case in cases:
+        raw = case.meta["raw"].astype(np.float64)
+        total += raw.sum()
+        squares += (raw ** 2).sum()
+        count += raw.size
+    mean = total / count
+    return {"method": "zscore", "mean": float(mean), "std": float(np.sqrt(max(squares / count - mean ** 2, 1e-12)))}
+
+
+# ----------------------------------------------------------------------------- slices
+def select_slices(case: Case, view: str, margin: int, other_fraction: float,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Slice indices along ``view``: all that cut the labyrinth's bounding box (+ margin), plus a
+    random ``other_fraction`` of the rest (so the network also sees empty slices)."""
+    axis = view_axis(view)
+    count = case.labels.shape[axis]
+    box = case.bounding_box(margin)
+    inside = np.zeros(count, dtype=bool)
+    if box is not None:
+        inside[box[axis]] = True
+    others = np.nonzero(~inside)[0]
+    chosen = others[rng.random(len(others)) < other_fraction]
+    return np.sort(np.concatenate([np.nonzero(inside)[0], chosen]))

@@ -1,0 +1,105 @@
+"""Writes a model folder (stage1.onnx, stage2.onnx, stage3.onnx, manifest.json) for the extension.
+
+Called at the end of training; can also re-export from checkpoints:
+
+    python -m innerear_training.export --workdir /tmp/innerear-model-work --out MODEL_FOLDER
+
+(uses ``stageN.pt`` and ``training.json`` from the work folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from InnerEarSegmentationLib.model import load_model, save_manifest
+
+from .networks import build
+from .onnx_export import export_stage
+
+DESCRIPTION = (
+    "Auto-context cascade of three 2D U-Nets (coronal, sagittal, axial) for the inner ear. "
+    "TRAINED ON SYNTHETIC PHANTOMS ONLY (computer-generated temporal-bone CT, clinical and "
+    "micro-CT resolution). It has NOT been validated on real scans and is NOT for clinical use; "
+    "expect errors on real patient or specimen CT until a model trained on real, labelled scans "
+    "replaces it."
+)
+
+
+def manifest_data(stage_files: list[str], labels: list[dict], normalisation: dict, grid: int,
+                  record: dict, model_id: str, version: str, description: str = DESCRIPTION) -> dict:
+    from .train import STAGES
+
+    return {
+        "id": model_id,
+        "version": version,
+        "description": description,
+        "licence": "Apache-2.0",
+        "grid_size": grid,
+        "normalisation": normalisation,
+        "threshold": 0.5,
+        "labels": labels,
+        "stages": [dict(STAGES[i], file=name) for i, name in enumerate(stage_files)],
+        "training": record,
+    }
+
+
+def write_model_folder(out: Path, onnx_paths: list[Path], labels: list[dict], normalisation: dict,
+                       config, record: dict, model_id: str = "innerear-phantom",
+                       version: str = "1.0.0") -> Path:
+    """Copies the exported stages into ``out`` and writes the checked manifest."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = []
+    for path in onnx_paths:
+        target = out / Path(path).name
+        if Path(path).resolve() != target.resolve():
+            shutil.copyfile(path, target)
+        names.append(target.name)
+    grid = config.grid if not isinstance(config, dict) else config["grid"]
+    record = dict(record)
+    record.pop("history", None)  # the per-epoch history stays in the work folder's training.json
+    data = manifest_data(names, labels, normalisation, grid, record, model_id, version)
+    save_manifest(out, data)
+    load_model(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m innerear_training.export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, required=True, help="folder with stageN.pt and training.json")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--labels", type=Path, help="JSON label table (default: the three structures)")
+    parser.add_argument("--normalisation", default='{"method": "volume-zscore"}')
+    parser.add_argument("--id", default="innerear-phantom")
+    parser.add_argument("--version", default="1.0.0")
+    args = parser.parse_args(argv)
+    from . import data as datamod
+
+    record = json.loads((args.workdir / "training.json").read_text()) if (args.workdir / "training.json").is_file() else {}
+    labels = json.loads(args.labels.read_text()) if args.labels else datamod.STRUCTURE_LABELS
+    paths = []
+    for checkpoint in sorted(args.workdir.glob("stage[0-9].pt")):
+        stored = torch.load(checkpoint, map_location="cpu")
+        net = build(stored["config"])
+        net.load_state_dict(stored["state"])
+        net.eval()
+        path = args.workdir / f"{checkpoint.stem}.onnx"
+        error = export_stage(net, path, stored["config"]["in_channels"])
+        print(f"{path.name}: max |onnxruntime - torch| = {error:.1e}")
+        paths.append(path)
+    grid = record.get("grid_size", 128)
+    write_model_folder(args.out, paths, labels, json.loads(args.normalisation), {"grid": grid}, record,
+                       args.id, args.version)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
