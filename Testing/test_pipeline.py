@@ -131,3 +131,26 @@ def test_corrupt_onnx_is_refused_clearly(tiny_model, tmp_path):
     save_manifest(folder, json.loads((folder / "manifest.json").read_text()))
     with pytest.raises(ModelError, match="stage1.onnx is not a usable ONNX model"):
         Segmenter(load_model(folder)).segment(blob_scan())
+
+
+def test_a_tight_crop_is_padded_to_the_models_minimum_extent():
+    image = blob_scan(size=(40, 36, 30), spacing=(0.4, 0.4, 0.5))  # 16 mm at most
+    grid = model_grid(image, 32, min_extent_mm=24.0)
+    assert grid.GetSpacing() == pytest.approx((0.75, 0.75, 0.75))
+    centre = np.array(grid.TransformContinuousIndexToPhysicalPoint((15.5, 15.5, 15.5)))
+    expected = np.array(image.TransformContinuousIndexToPhysicalPoint((19.5, 17.5, 14.5)))
+    assert centre == pytest.approx(expected)
+    assert model_grid(image, 32, min_extent_mm=10.0).GetSpacing() == pytest.approx((0.5, 0.5, 0.5))
+
+
+def test_manifest_minimum_extent_reaches_the_model_grid(tiny_model, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model, folder)
+    data = json.loads((folder / "manifest.json").read_text())
+    data["grid_min_extent_mm"] = 40.0
+    save_manifest(folder, data)
+    model = load_model(folder)
+    assert model.min_extent_mm == 40.0
+    result = Segmenter(model).segment(blob_scan())
+    assert result.report["model_grid"] == {"size": 32, "spacing_mm": 1.25}
+    assert dice(sitk.GetArrayFromImage(result.labelmap) > 0, fluid_truth()) > 0.8  # coarse, still found

@@ -48,6 +48,7 @@ class ModelManifest:
     stages: tuple[Stage, ...]
     threshold: float
     raw: dict[str, Any]
+    min_extent_mm: float = 0.0
 
     def stage_path(self, stage: Stage) -> Path:
         return self.folder / stage.file
@@ -125,6 +126,7 @@ def _parse(folder: Path, data: dict, where: Path) -> ModelManifest:
             stages=stages,
             threshold=float(data.get("threshold", 0.5)),
             raw=data,
+            min_extent_mm=float(data.get("grid_min_extent_mm", 0.0)),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise ModelError(f"The model manifest {where} lacks or garbles the field {error}. "

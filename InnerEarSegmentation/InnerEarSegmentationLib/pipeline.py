@@ -115,7 +115,7 @@ class Segmenter:
         self.sessions()
         clock = time.perf_counter()
         progress.report(0.0, "resampling to the model grid")
-        prepared = prepare(image, self.model.grid_size, self.model.normalisation)
+        prepared = prepare(image, self.model.grid_size, self.model.normalisation, self.model.min_extent_mm)
         return prepared, Geometry.of(image), time.perf_counter() - clock
 
     def _segment_prepared(self, prepared: PreparedScan, scan: Geometry, timings: dict[str, float],
@@ -135,6 +135,7 @@ class Segmenter:
                 f"No inner ear was found in {source or 'the scan'}. Check that the scan shows a "
                 "temporal bone (a crop of a few centimetres around the ear works best).")
         report = self._report(scan, labelmap, timings, source)
+        report["model_grid"] = {"size": model.grid_size, "spacing_mm": round(prepared.grid.GetSpacing()[0], 6)}
         progress.report(1.0, "done")
         labels = tuple(map(with_terminology, model.labels))
         return SegmentationResult(labelmap, labels, report, probability)

@@ -31,11 +31,15 @@ def physical_corners(image: sitk.Image) -> np.ndarray:
     return np.array(corners)
 
 
-def model_grid(image: sitk.Image, size: int) -> sitk.Image:
-    """An empty size³ reference image, identity direction, isotropic, centred on the scan."""
+def model_grid(image: sitk.Image, size: int, min_extent_mm: float = 0.0) -> sitk.Image:
+    """An empty size³ reference image, identity direction, isotropic, centred on the scan.
+
+    The cube is never narrower than ``min_extent_mm``: a tightly cropped scan is padded so the
+    labyrinth keeps the size in voxels the model was trained on.
+    """
     corners = physical_corners(image)
     low, high = corners.min(axis=0), corners.max(axis=0)
-    spacing = float((high - low).max()) / size
+    spacing = max(float((high - low).max()), min_extent_mm) / size
     centre = (low + high) / 2
     origin = centre - spacing * (size - 1) / 2
     grid = sitk.Image([size] * 3, sitk.sitkUInt8)
@@ -76,7 +80,8 @@ def normalise(array: np.ndarray, normalisation: dict[str, Any]) -> np.ndarray:
     return ((array - mean) / std).astype(np.float32)
 
 
-def prepare(image: sitk.Image, grid_size: int, normalisation: dict[str, Any]) -> PreparedScan:
+def prepare(image: sitk.Image, grid_size: int, normalisation: dict[str, Any],
+            min_extent_mm: float = 0.0) -> PreparedScan:
     """Resample and normalise a scan exactly as the model saw its training data."""
-    grid = model_grid(image, grid_size)
+    grid = model_grid(image, grid_size, min_extent_mm)
     return PreparedScan(normalise(resample_to_grid(image, grid), normalisation), grid)
