@@ -90,9 +90,16 @@ def open_session(path: Path, device: str = "auto", threads: int = 0) -> tuple[St
     ), note
 
 
-def _run(stage: StageSession, batch: np.ndarray) -> np.ndarray:
+def _release_arena():
+    """Run options that hand the session's CPU memory arena back at the end of the run."""
+    options = _onnxruntime().RunOptions()
+    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    return options
+
+
+def _run(stage: StageSession, batch: np.ndarray, options=None) -> np.ndarray:
     try:
-        return stage.session.run(None, {stage.input_name: batch})[0]
+        return stage.session.run(None, {stage.input_name: batch}, options)[0]
     except Exception as error:  # onnxruntime's own error types; memory exhaustion comes this way too
         detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         raise ModelError(
@@ -111,11 +118,14 @@ def predict_volume(
     """Class probabilities [K, Z, Y, X] for a [C, Z, Y, X] input, slicing along ``view``."""
     count = channels.shape[view_axis(view) + 1]
     output: np.ndarray | None = None
+    release = _release_arena()
     for start in range(0, count, batch_size):
         progress.report(start / count, f"{view} slices {start}/{count}")
         stop = min(start + batch_size, count)
         batch = extract_slices(channels, view, start, stop)
-        result = _run(stage, batch)
+        # The last batch gives the arena back: otherwise every stage keeps its peak working memory
+        # (~0.5 GB for a base-32 U-Net at batch 16) until the end, through mapping back and writing.
+        result = _run(stage, batch, release if stop == count else None)
         if output is None:
             output = np.empty((result.shape[1],) + channels.shape[1:], dtype=np.float32)
         insert_slices(output, result, view, start)

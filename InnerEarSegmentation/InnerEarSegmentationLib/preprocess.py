@@ -48,10 +48,20 @@ def model_grid(image: sitk.Image, size: int, min_extent_mm: float = 0.0) -> sitk
     return grid
 
 
+# Source voxels the B-spline may work on: it holds them as float32 plus float64 coefficients
+# (12 bytes a voxel), so 32 M voxels stay under 0.4 GB whatever the scan's size.
+BSPLINE_SOURCE_VOXELS = 32_000_000
+
+
 def _shrink_for(image: sitk.Image, target_spacing: float) -> sitk.Image:
     """Block-averages a much finer scan first: cheaper than B-spline on billions of voxels, and
-    it removes the detail the coarse grid cannot hold instead of aliasing it."""
-    factors = [max(1, int(target_spacing / s / 2)) for s in image.GetSpacing()]
+    it removes the detail the coarse grid cannot hold instead of aliasing it. Keeps two source
+    voxels per grid voxel where that fits in BSPLINE_SOURCE_VOXELS, else averages whole blocks
+    down to (just under) the grid spacing."""
+    ratios = [target_spacing / s for s in image.GetSpacing()]
+    factors = [max(1, int(r / 2)) for r in ratios]
+    if np.prod([n // f for n, f in zip(image.GetSize(), factors)], dtype=float) > BSPLINE_SOURCE_VOXELS:
+        factors = [max(1, int(r)) for r in ratios]
     if max(factors) == 1:
         return image
     return sitk.BinShrink(image, factors)

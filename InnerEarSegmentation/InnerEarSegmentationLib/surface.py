@@ -19,18 +19,29 @@ from .labels import Label
 from .outputs import atomic_target
 
 
+def _box_of(array: np.ndarray) -> tuple[slice, ...]:
+    """The [z, y, x] box of the non-zero voxels (empty when there are none)."""
+    box = []
+    for axis in range(3):
+        hit = np.nonzero(array.any(axis=tuple(a for a in range(3) if a != axis)))[0]
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1) if len(hit) else slice(0, 0))
+    return tuple(box)
+
+
 def surface_mesh(labelmap: sitk.Image, values: list[int], smoothing: float = 0.5) -> vtk.vtkPolyData:
     """One closed, smoothed surface around the voxels whose label is in ``values``.
 
     ``smoothing`` 0..1 is Slicer's smoothing factor: windowed-sinc pass band 10^(-4·factor).
     """
-    mask = np.isin(sitk.GetArrayViewFromImage(labelmap), values).astype(np.uint8)
+    array = sitk.GetArrayViewFromImage(labelmap)
+    box = _box_of(array)  # contour the labyrinth's box only: a micro-CT labelmap is mostly background
+    mask = np.isin(array[box], values).astype(np.uint8)
     if not mask.any():
         return vtk.vtkPolyData()
     mask = np.pad(mask, 1)  # closed surfaces even where the labyrinth touches the border
     grid = vtk.vtkImageData()
     grid.SetDimensions(mask.shape[2], mask.shape[1], mask.shape[0])
-    grid.SetOrigin(-1.0, -1.0, -1.0)
+    grid.SetOrigin(box[2].start - 1.0, box[1].start - 1.0, box[0].start - 1.0)
     grid.GetPointData().SetScalars(numpy_support.numpy_to_vtk(mask.ravel(), deep=True, array_type=vtk.VTK_UNSIGNED_CHAR))
     contour = vtk.vtkDiscreteFlyingEdges3D()
     contour.SetInputData(grid)
