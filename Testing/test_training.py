@@ -50,7 +50,7 @@ def test_tiny_cascade_trains_exports_and_runs(tmp_path):
         "--out", str(out), "--workdir", str(tmp_path / "work"), "--cache", str(tmp_path / "cache"),
         "--train-phantoms", "2", "--modalities", "clinical", "--grid", "32", "--base", "4",
         "--max-epochs", "1", "--steps-per-epoch", "2", "--batch", "4", "--val-fraction", "0",
-        "--id", "tiny-test",
+        "--min-extent-mm", "40", "--id", "tiny-test",
     ])
     assert code == 0
     manifest = load_model(out)
@@ -58,6 +58,12 @@ def test_tiny_cascade_trains_exports_and_runs(tmp_path):
     assert [s.channels for s in manifest.stages] == [("image",), ("image", "stage1"), ("image", "stage2", "stage1")]
     assert [l.name for l in manifest.labels] == ["Cochlea", "Vestibule", "Semicircular canals"]
     assert manifest.grid_size == 32
+    assert manifest.min_extent_mm == 40.0  # inference pads tight crops as training did
+    prepared_cases = sorted((tmp_path / "cache").glob("*.npz"))
+    assert len(prepared_cases) == 2
+    for prepared in prepared_cases:  # the phantoms' fields of view are under 40 mm
+        grid = json.loads(bytes(np.load(prepared)["grid"]).decode())
+        assert grid["spacing"][0] == pytest.approx(40.0 / 32)
     raw = json.loads((out / "manifest.json").read_text())
     assert "synthetic phantoms only" in raw["description"].lower().replace("\n", " ")
     assert raw["training"]["base_width"] == 4 and raw["licence"] == "Apache-2.0"

@@ -96,10 +96,14 @@ def _cached(key: str, cache: Path | None, build) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _resampled(image: sitk.Image, grid_size: int, labels_for_grid) -> dict[str, np.ndarray]:
+def _grid_key(grid_size: int, min_extent_mm: float) -> str:
+    return f"g{grid_size}" + (f"-e{min_extent_mm:g}" if min_extent_mm > 0 else "")
+
+
+def _resampled(image: sitk.Image, grid_size: int, labels_for_grid, min_extent_mm: float = 0.0) -> dict[str, np.ndarray]:
     """preprocess.prepare() split in two so the normalisation can be applied after caching:
     model_grid + resample_to_grid here, normalise in :func:`_make_case` (same calls as prepare)."""
-    grid = preprocess.model_grid(image, grid_size)
+    grid = preprocess.model_grid(image, grid_size, min_extent_mm)
     raw = preprocess.resample_to_grid(image, grid)
     labels = labels_for_grid(grid)
     if isinstance(labels, sitk.Image):
@@ -132,15 +136,16 @@ def phantom_scan(seed: int, modality: str, **kwargs):
 
 
 def phantom_case(seed: int, modality: str, grid_size: int, normalisation: dict,
-                 cache: Path | None = DEFAULT_CACHE, phantom_kwargs: dict | None = None) -> Case:
+                 cache: Path | None = DEFAULT_CACHE, phantom_kwargs: dict | None = None,
+                 min_extent_mm: float = 0.0) -> Case:
     phantom_kwargs = dict(phantom_kwargs or {})
     tag = hashlib.sha256(json.dumps(phantom_kwargs, sort_keys=True).encode()).hexdigest()[:6]
-    key = f"phantom-{modality}-{seed}-g{grid_size}-{tag}-{_source_key()}"
+    key = f"phantom-{modality}-{seed}-{_grid_key(grid_size, min_extent_mm)}-{tag}-{_source_key()}"
 
     def build():
         phantom = phantom_scan(seed, modality, **phantom_kwargs)
         image = phantom.image()
-        arrays = _resampled(image, grid_size, phantom.labels_on)
+        arrays = _resampled(image, grid_size, phantom.labels_on, min_extent_mm)
         arrays["source_spacing"] = np.array(image.GetSpacing(), dtype=np.float64)
         arrays["source_size"] = np.array(image.GetSize(), dtype=np.int64)
         return arrays
@@ -161,13 +166,14 @@ def phantom_options(modality: str, microct_max_size: int | None) -> dict:
 
 
 def phantom_cases(seeds: Iterable[int], modalities: list[str], grid_size: int, normalisation: dict,
-                  cache: Path | None = DEFAULT_CACHE, log=print, microct_max_size: int | None = None) -> list[Case]:
+                  cache: Path | None = DEFAULT_CACHE, log=print, microct_max_size: int | None = None,
+                  min_extent_mm: float = 0.0) -> list[Case]:
     """Phantoms for each seed, the modality alternating through ``modalities``."""
     cases = []
     for index, seed in enumerate(seeds):
         modality = modalities[index % len(modalities)]
         cases.append(phantom_case(seed, modality, grid_size, normalisation, cache,
-                                  phantom_options(modality, microct_max_size)))
+                                  phantom_options(modality, microct_max_size), min_extent_mm))
         if log:
             log(f"  prepared {cases[-1].name} (grid spacing {cases[-1].spacing:.3f} mm, "
                 f"{int((cases[-1].labels > 0).sum())} labyrinth voxels)")
@@ -211,10 +217,10 @@ def find_labelled_scans(folder: Path) -> list[tuple[Path, Path]]:
 
 
 def folder_case(scan: Path, label_file: Path, grid_size: int, normalisation: dict,
-                cache: Path | None = DEFAULT_CACHE) -> Case:
+                cache: Path | None = DEFAULT_CACHE, min_extent_mm: float = 0.0) -> Case:
     stat = [scan.stat().st_mtime_ns, scan.stat().st_size, label_file.stat().st_mtime_ns]
     tag = hashlib.sha256(f"{scan.resolve()}|{label_file.resolve()}|{stat}".encode()).hexdigest()[:10]
-    key = f"scan-{re.sub(r'[^A-Za-z0-9_.-]', '_', scan.name)}-g{grid_size}-{tag}-{_source_key()}"
+    key = f"scan-{re.sub(r'[^A-Za-z0-9_.-]', '_', scan.name)}-{_grid_key(grid_size, min_extent_mm)}-{tag}-{_source_key()}"
 
     def build():
         image = sitk.ReadImage(str(scan))
@@ -225,7 +231,7 @@ def folder_case(scan: Path, label_file: Path, grid_size: int, normalisation: dic
                                       sitk.sitkUInt8)
             return sitk.GetArrayFromImage(resampled)
 
-        arrays = _resampled(image, grid_size, labels_on)
+        arrays = _resampled(image, grid_size, labels_on, min_extent_mm)
         arrays["source_spacing"] = np.array(image.GetSpacing(), dtype=np.float64)
         arrays["source_size"] = np.array(image.GetSize(), dtype=np.int64)
         return arrays
@@ -238,10 +244,10 @@ def folder_case(scan: Path, label_file: Path, grid_size: int, normalisation: dic
 
 
 def folder_cases(folder: Path, grid_size: int, normalisation: dict, cache: Path | None = DEFAULT_CACHE,
-                 log=print) -> list[Case]:
+                 log=print, min_extent_mm: float = 0.0) -> list[Case]:
     cases = []
     for scan, label_file in find_labelled_scans(folder):
-        cases.append(folder_case(scan, label_file, grid_size, normalisation, cache))
+        cases.append(folder_case(scan, label_file, grid_size, normalisation, cache, min_extent_mm))
         if log:
             log(f"  prepared {cases[-1].name} from {scan.name} + {label_file.name}")
     return cases

@@ -32,15 +32,18 @@ DESCRIPTION = (
 
 
 def manifest_data(stage_files: list[str], labels: list[dict], normalisation: dict, grid: int,
-                  record: dict, model_id: str, version: str, description: str = DESCRIPTION) -> dict:
+                  record: dict, model_id: str, version: str, description: str = DESCRIPTION,
+                  min_extent_mm: float = 0.0) -> dict:
     from .train import STAGES
 
+    extent = {"grid_min_extent_mm": min_extent_mm} if min_extent_mm > 0 else {}
     return {
         "id": model_id,
         "version": version,
         "description": description,
         "licence": "Apache-2.0",
         "grid_size": grid,
+        **extent,
         "normalisation": normalisation,
         "threshold": 0.5,
         "labels": labels,
@@ -61,10 +64,11 @@ def write_model_folder(out: Path, onnx_paths: list[Path], labels: list[dict], no
         if Path(path).resolve() != target.resolve():
             shutil.copyfile(path, target)
         names.append(target.name)
-    grid = config.grid if not isinstance(config, dict) else config["grid"]
+    settings = config if isinstance(config, dict) else {"grid": config.grid, "min_extent_mm": config.min_extent_mm}
     record = dict(record)
     record.pop("history", None)  # the per-epoch history stays in the work folder's training.json
-    data = manifest_data(names, labels, normalisation, grid, record, model_id, version)
+    data = manifest_data(names, labels, normalisation, settings["grid"], record, model_id, version,
+                         min_extent_mm=settings.get("min_extent_mm", 0.0))
     save_manifest(out, data)
     load_model(out)
     return out
@@ -94,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         error = export_stage(net, path, stored["config"]["in_channels"])
         print(f"{path.name}: max |onnxruntime - torch| = {error:.1e}")
         paths.append(path)
-    grid = record.get("grid_size", 128)
-    write_model_folder(args.out, paths, labels, json.loads(args.normalisation), {"grid": grid}, record,
+    settings = {"grid": record.get("grid_size", 128), "min_extent_mm": record.get("grid_min_extent_mm", 0.0)}
+    write_model_folder(args.out, paths, labels, json.loads(args.normalisation), settings, record,
                        args.id, args.version)
     print(f"wrote {args.out}")
     return 0

@@ -46,6 +46,7 @@ STAGES = (
 @dataclass
 class TrainConfig:
     grid: int = 128
+    min_extent_mm: float = 21.0
     base: int = 16
     arch: str = "unet"
     lr: float = 1e-3
@@ -357,6 +358,10 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
     defaults = TrainConfig()
     group.add_argument("--grid", type=int, default=defaults.grid)
+    group.add_argument("--min-extent-mm", type=float, default=defaults.min_extent_mm,
+                       help="the model grid's cube is never narrower than this (a labyrinth spans about "
+                            "20 mm): tightly cropped scans are padded, in training as at inference; "
+                            "stored in the manifest as grid_min_extent_mm")
     group.add_argument("--base", type=int, default=defaults.base, help="U-Net base width (paper: 32)")
     group.add_argument("--arch", choices=ARCHITECTURES, default=defaults.arch)
     group.add_argument("--lr", type=float, default=defaults.lr)
@@ -387,7 +392,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from(args) -> TrainConfig:
-    return TrainConfig(grid=args.grid, base=args.base, arch=args.arch, lr=args.lr, batch=args.batch,
+    return TrainConfig(grid=args.grid, min_extent_mm=args.min_extent_mm, base=args.base, arch=args.arch, lr=args.lr, batch=args.batch,
                        max_epochs=args.max_epochs, steps_per_epoch=args.steps_per_epoch,
                        patience=args.patience, plateau_patience=args.plateau_patience,
                        stage_minutes=tuple(float(m) for m in str(args.stage_minutes).split(",")),
@@ -403,13 +408,14 @@ def load_cases(args, normalisation: dict) -> tuple[list, dict]:
     """The training cases and a description of them for the manifest."""
     log("preparing data on the model grid")
     if args.data:
-        cases = datamod.folder_cases(args.data, args.grid, normalisation, args.cache, log=log)
+        cases = datamod.folder_cases(args.data, args.grid, normalisation, args.cache, log=log,
+                                     min_extent_mm=args.min_extent_mm)
         described = {"source": "folder", "folder": str(args.data), "scans": [c.name for c in cases]}
     else:
         modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]
         seeds = list(range(args.seed_start, args.seed_start + args.train_phantoms))
         cases = datamod.phantom_cases(seeds, modalities, args.grid, normalisation, args.cache, log=log,
-                                      microct_max_size=args.microct_max_size)
+                                      microct_max_size=args.microct_max_size, min_extent_mm=args.min_extent_mm)
         described = {"source": "synthetic phantoms (InnerEarSegmentationLib.phantom)",
                      "seeds": [seeds[0], seeds[-1]], "count": len(cases),
                      "microct_max_size": args.microct_max_size,
@@ -459,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     result = train_cascade(train_cases, val_cases, config, workdir, 1 + len(labels))
     record = {
         "architecture": config.arch, "base_width": config.base, "grid_size": config.grid,
-        "data": described, "loss": "cross-entropy + (1 - soft Dice over foreground classes)",
+        "grid_min_extent_mm": config.min_extent_mm, "data": described, "loss": "cross-entropy + (1 - soft Dice over foreground classes)",
         "optimiser": "Adam", "lr": config.lr, "batch": config.batch,
         "epochs": [len(h) for h in result["history"]],
         "best_epochs": [int(np.nanargmax([r["val_slice_dice"] for r in h]) + 1) if not all(np.isnan(r["val_slice_dice"]) for r in h) else 0
