@@ -67,6 +67,7 @@ def test_tiny_cascade_trains_exports_and_runs(tmp_path):
     raw = json.loads((out / "manifest.json").read_text())
     assert "synthetic phantoms only" in raw["description"].lower().replace("\n", " ")
     assert raw["training"]["base_width"] == 4 and raw["licence"] == "Apache-2.0"
+    assert "SCT^80169004^Cochlea" in raw["labels"][0]["terminology"]  # Slicer shows coded segments
 
     for stage in manifest.stages:  # the ONNX contract the engine relies on
         session = ort.InferenceSession(str(manifest.stage_path(stage)), providers=["CPUExecutionProvider"])

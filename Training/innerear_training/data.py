@@ -21,18 +21,23 @@ import SimpleITK as sitk
 
 from InnerEarSegmentationLib import preprocess
 from InnerEarSegmentationLib.slicing import view_axis
+from InnerEarSegmentationLib.terminology import terminology_entry
 
 DEFAULT_CACHE = Path(os.environ.get("INNEREAR_CACHE", "/tmp/innerear-cache"))
 LIB = Path(preprocess.__file__).resolve().parent
 STRUCTURE_LABELS = [
-    {"value": 1, "name": "Cochlea", "color": [0.91, 0.76, 0.24], "terminology": "",
+    {"value": 1, "name": "Cochlea", "color": [0.91, 0.76, 0.24],
+     "terminology": terminology_entry("Cochlea"),
      "description": "Cochlea (fluid-filled bony labyrinth), all turns."},
-    {"value": 2, "name": "Vestibule", "color": [0.35, 0.71, 0.89], "terminology": "",
+    {"value": 2, "name": "Vestibule", "color": [0.35, 0.71, 0.89],
+     "terminology": terminology_entry("Vestibule"),
      "description": "Vestibule of the bony labyrinth."},
-    {"value": 3, "name": "Semicircular canals", "color": [0.85, 0.37, 0.46], "terminology": "",
+    {"value": 3, "name": "Semicircular canals", "color": [0.85, 0.37, 0.46],
+     "terminology": terminology_entry("Semicircular canals"),
      "description": "Superior, posterior and lateral semicircular canals with the common crus."},
 ]
-LABYRINTH_LABEL = [{"value": 1, "name": "Inner ear", "color": [0.91, 0.76, 0.24], "terminology": "",
+LABYRINTH_LABEL = [{"value": 1, "name": "Inner ear", "color": [0.91, 0.76, 0.24],
+                    "terminology": terminology_entry("Inner ear"),
                     "description": "Bony labyrinth (cochlea, vestibule, semicircular canals)."}]
 LABEL_SUFFIXES = ("-label", "_label", "-labels", "_labels", "-seg", "_seg", ".label")
 IMAGE_EXTENSIONS = (".nii.gz", ".seg.nrrd", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd")
