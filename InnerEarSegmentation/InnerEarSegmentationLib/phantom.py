@@ -50,7 +50,8 @@ from typing import Optional, Sequence
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
-from scipy.spatial import cKDTree
+
+from . import signed_distance as sd
 
 BACKGROUND, COCHLEA, VESTIBULE, CANALS = 0, 1, 2, 3
 LABEL_NAMES = {COCHLEA: "cochlea", VESTIBULE: "vestibule", CANALS: "semicircular canals"}
@@ -58,204 +59,9 @@ MODALITIES = ("clinical", "microct")
 SPACING_RANGE_MM = {"clinical": (0.2, 0.6), "microct": (0.01, 0.05)}
 FOV_RANGE_MM = (18.0, 26.0)
 
-_FAR = 50.0          # SDF value reported for points far from everything (mm)
 _SAFETY = 1.35       # margin on the interpolation error bound (SDFs are only nearly 1-Lipschitz)
 _SAMPLE_STEP = 0.04  # centreline sampling step, mm (scallop depth < 0.001 mm)
 _CHUNK = 1 << 21     # points per evaluation chunk (memory bound)
-
-
-# ----------------------------------------------------------------------------------------------
-# small geometry helpers
-# ----------------------------------------------------------------------------------------------
-
-def _unit(v) -> np.ndarray:
-    v = np.asarray(v, dtype=float)
-    return v / np.linalg.norm(v)
-
-
-def _rotation(angles_deg: Sequence[float]) -> np.ndarray:
-    """Rotation matrix Rz @ Ry @ Rx for angles (about x, y, z) in degrees."""
-    ax, ay, az = np.radians(angles_deg)
-    cx, sx, cy, sy, cz, sz = math.cos(ax), math.sin(ax), math.cos(ay), math.sin(ay), math.cos(az), math.sin(az)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
-def _frame(n) -> tuple[np.ndarray, np.ndarray]:
-    """Two unit vectors orthogonal to n and to each other."""
-    n = _unit(n)
-    helper = np.array([1.0, 0, 0]) if abs(n[0]) < 0.9 else np.array([0, 1.0, 0])
-    a = _unit(np.cross(n, helper))
-    return a, np.cross(n, a)
-
-
-def _resample(points: np.ndarray, step: float) -> np.ndarray:
-    """Resample a polyline at (nearly) uniform arc-length steps."""
-    points = np.asarray(points, dtype=float)
-    seg = np.linalg.norm(np.diff(points, axis=0), axis=1)
-    s = np.concatenate([[0.0], np.cumsum(seg)])
-    n = max(2, int(math.ceil(s[-1] / step)) + 1)
-    t = np.linspace(0.0, s[-1], n)
-    return np.stack([np.interp(t, s, points[:, k]) for k in range(3)], axis=1)
-
-
-def _bezier(p0, p1, p2, n: int = 200) -> np.ndarray:
-    t = np.linspace(0.0, 1.0, n)[:, None]
-    return (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t ** 2 * p2
-
-
-def _smooth_path(points: Sequence, n: int = 400) -> np.ndarray:
-    """A smooth curve through control points (Catmull-Rom), densely sampled."""
-    p = np.asarray(points, dtype=float)
-    p = np.vstack([2 * p[0] - p[1], p, 2 * p[-1] - p[-2]])
-    out = []
-    per = max(8, n // (len(p) - 3))
-    for i in range(1, len(p) - 2):
-        p0, p1, p2, p3 = p[i - 1], p[i], p[i + 1], p[i + 2]
-        t = np.linspace(0, 1, per, endpoint=False)[:, None]
-        out.append(0.5 * ((2 * p1) + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t ** 2
-                          + (-p0 + 3 * p1 - 3 * p2 + p3) * t ** 3))
-    out.append(p[-2][None])
-    return np.vstack(out)
-
-
-# ----------------------------------------------------------------------------------------------
-# SDF primitives (world coordinates, mm)
-# ----------------------------------------------------------------------------------------------
-
-class _Tube:
-    """Tube of per-sample radius along a densely sampled centreline.
-
-    sdf = kappa * (|stretch(p) - c_i| - r_i) for the nearest sample c_i, where ``stretch`` scales
-    the component along ``axis`` by 1/kappa: with kappa < 1 the cross-section is an ellipse
-    flattened along ``axis`` (the cochlear duct is wider than high).  Radii vary slowly along the
-    curve, so the SDF is 1-Lipschitz up to a tiny error.
-    """
-
-    def __init__(self, points: np.ndarray, radii: np.ndarray, axis=None, kappa: float = 1.0):
-        self.points = np.asarray(points, dtype=float)
-        self.radii = np.asarray(radii, dtype=float)
-        self.axis = None if axis is None else _unit(axis)
-        self.kappa = float(kappa)
-        self.tree = cKDTree(self._stretch(self.points))
-        rmax = float(self.radii.max())
-        self.lo = self.points.min(axis=0) - rmax
-        self.hi = self.points.max(axis=0) + rmax
-
-    def _stretch(self, p: np.ndarray) -> np.ndarray:
-        if self.axis is None or self.kappa == 1.0:
-            return p
-        along = p @ self.axis
-        return p + np.outer(along * (1.0 / self.kappa - 1.0), self.axis)
-
-    def sdf(self, p: np.ndarray, bound: float = _FAR) -> np.ndarray:
-        q = self._stretch(p)
-        ub = bound / self.kappa + float(self.radii.max()) + 1e-6
-        d, i = self.tree.query(q, k=1, distance_upper_bound=ub)
-        out = np.full(len(p), bound, dtype=np.float64)
-        ok = np.isfinite(d)
-        out[ok] = self.kappa * (d[ok] - self.radii[i[ok]])
-        return np.minimum(out, bound)
-
-
-class _Ellipsoid:
-    """Ellipsoid with centre, orthonormal axes (columns) and semi-axes; sign-exact SDF
-    approximation k0 (k0 - 1) / k1 (close to the Euclidean distance near the surface)."""
-
-    def __init__(self, center, axes: np.ndarray, semi):
-        self.center = np.asarray(center, dtype=float)
-        self.axes = np.asarray(axes, dtype=float)
-        self.semi = np.asarray(semi, dtype=float)
-        ext = np.sqrt(((self.axes * self.semi[None, :]) ** 2).sum(axis=1))
-        self.lo, self.hi = self.center - ext, self.center + ext
-
-    def sdf(self, p: np.ndarray, bound: float = _FAR) -> np.ndarray:
-        y = (p - self.center) @ self.axes
-        k0 = np.sqrt(((y / self.semi) ** 2).sum(axis=1))
-        k1 = np.sqrt(((y / self.semi ** 2) ** 2).sum(axis=1))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            d = np.where(k1 > 1e-12, k0 * (k0 - 1.0) / k1, -self.semi.min())
-        return np.minimum(d, bound)
-
-
-class _Spheres:
-    """Union of many spheres (air cells): min over the k nearest centres of |p - c| - r."""
-
-    def __init__(self, centers: np.ndarray, radii: np.ndarray):
-        self.centers = np.asarray(centers, dtype=float).reshape(-1, 3)
-        self.radii = np.asarray(radii, dtype=float)
-        self.tree = cKDTree(self.centers) if len(self.centers) else None
-        rmax = float(self.radii.max()) if len(self.radii) else 0.0
-        self.lo = self.centers.min(axis=0) - rmax if len(self.centers) else np.zeros(3)
-        self.hi = self.centers.max(axis=0) + rmax if len(self.centers) else np.zeros(3)
-
-    def sdf(self, p: np.ndarray, bound: float = _FAR) -> np.ndarray:
-        out = np.full(len(p), bound)
-        if self.tree is None:
-            return out
-        k = min(6, len(self.centers))
-        ub = bound + float(self.radii.max())
-        d, i = self.tree.query(p, k=k, distance_upper_bound=ub)
-        d = np.atleast_2d(d.T).T if k == 1 else d
-        i = np.atleast_2d(i.T).T if k == 1 else i
-        ok = np.isfinite(d)
-        r = np.zeros_like(d)
-        r[ok] = self.radii[i[ok]]
-        val = np.where(ok, d - r, bound)
-        return np.minimum(val.min(axis=1), bound)
-
-
-class _HalfSpace:
-    """{p : n.p > offset}; sdf = offset - n.p (exact)."""
-
-    def __init__(self, normal, offset: float, lo, hi):
-        self.normal = _unit(normal)
-        self.offset = float(offset)
-        self.lo, self.hi = np.asarray(lo, float), np.asarray(hi, float)
-
-    def sdf(self, p: np.ndarray, bound: float = _FAR) -> np.ndarray:
-        return np.minimum(self.offset - p @ self.normal, bound)
-
-
-def _union_sdf(prims, p: np.ndarray, bound: float = _FAR) -> np.ndarray:
-    """min over primitives, each evaluated only on points within ``bound`` of its box."""
-    out = np.full(len(p), bound)
-    if len(p) == 0:
-        return out
-    for prim in prims:
-        near = np.all((p >= prim.lo - bound) & (p <= prim.hi + bound), axis=1)
-        if near.all():
-            np.minimum(out, prim.sdf(p, bound), out=out)
-        elif near.any():
-            out[near] = np.minimum(out[near], prim.sdf(p[near], bound))
-    return out
-
-
-def _merge_tubes(prims: list) -> list:
-    """Fuse the plain (unstretched) tubes of one structure into a single kd-tree."""
-    plain = [p for p in prims if isinstance(p, _Tube) and (p.axis is None or p.kappa == 1.0)]
-    if len(plain) < 2:
-        return list(prims)
-    rest = [p for p in prims if not any(p is q for q in plain)]
-    merged = _Tube(np.vstack([p.points for p in plain]), np.concatenate([p.radii for p in plain]))
-    return [merged] + rest
-
-
-def _apply_affine(prim, m: np.ndarray, t: np.ndarray, s: float):
-    """Map a primitive built in local mm by p -> s * m @ p + t (m orthogonal, det +-1)."""
-    if isinstance(prim, _Tube):
-        return _Tube(prim.points @ m.T * s + t, prim.radii * s,
-                     None if prim.axis is None else m @ prim.axis, prim.kappa)
-    if isinstance(prim, _Ellipsoid):
-        return _Ellipsoid(s * m @ prim.center + t, m @ prim.axes, prim.semi * s)
-    if isinstance(prim, _Spheres):
-        return _Spheres(prim.centers @ m.T * s + t, prim.radii * s)
-    if isinstance(prim, _HalfSpace):
-        n = m @ prim.normal
-        return _HalfSpace(n, s * prim.offset + n @ t, np.full(3, -1e9), np.full(3, 1e9))
-    raise TypeError(prim)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -281,23 +87,23 @@ def _build_labyrinth(g: "Phantom") -> _Anatomy:
     vsemi = np.asarray(g.vestibule_semi_mm, dtype=float)
 
     # vestibule: main ellipsoid (long axis roughly antero-posterior) + spherical recess
-    vaxes = _rotation(g.vestibule_tilt_deg)
-    vest = [_Ellipsoid(np.zeros(3), vaxes, vsemi),
-            _Ellipsoid(vaxes @ np.array([0.25, -1.5, -0.7]), vaxes,
+    vaxes = sd.rotation(g.vestibule_tilt_deg)
+    vest = [sd.Ellipsoid(np.zeros(3), vaxes, vsemi),
+            sd.Ellipsoid(vaxes @ np.array([0.25, -1.5, -0.7]), vaxes,
                        np.array([1.25, 1.2, 1.1]) * vsemi[1] / 1.75)]
 
     def inside_vestibule(direction, frac=0.45):
         """A point on the way from the vestibule centre towards `direction`, well inside."""
-        d = _unit(direction)
+        d = sd.unit(direction)
         y = vaxes.T @ d
         k = 1.0 / np.sqrt(((y / vsemi) ** 2).sum())   # distance to the wall
         return d * k * frac
 
     # cochlea: conical spiral around axis a, base plane centre bc
-    a = _unit(_rotation(g.cochlea_tilt_deg) @ _unit([0.55, -0.7, -0.25]))
+    a = sd.unit(sd.rotation(g.cochlea_tilt_deg) @ sd.unit([0.55, -0.7, -0.25]))
     start = np.array([0.6, -3.6, -2.7])       # basal end (round-window region), antero-inferior
-    post = _unit([0.1, 1.0, -0.5])
-    e1 = _unit(post - (post @ a) * a)         # from the modiolus towards the basal end
+    post = sd.unit([0.1, 1.0, -0.5])
+    e1 = sd.unit(post - (post @ a) * a)         # from the modiolus towards the basal end
     e2 = np.cross(a, e1)
     if e2 @ np.array([0.0, -1.0, -0.5]) < 0:    # basal turn runs antero-inferiorly first
         e2 = -e2
@@ -313,9 +119,9 @@ def _build_labyrinth(g: "Phantom") -> _Anatomy:
     spiral = (bc + np.outer(rho * np.cos(theta), e1) + np.outer(ecc * rho * np.sin(theta), e2)
               + np.outer(h, a))
     r_lumen = g.cochlea_apex_lumen_mm + (g.cochlea_base_lumen_mm - g.cochlea_apex_lumen_mm) * (1 - t) ** 0.8
-    tangent0 = _unit(spiral[1] - spiral[0])
+    tangent0 = sd.unit(spiral[1] - spiral[0])
     vin = inside_vestibule(start, 0.35)
-    hook = _bezier(vin, start - tangent0 * 0.6 * np.linalg.norm(start - vin), start, 100)
+    hook = sd.bezier(vin, start - tangent0 * 0.6 * np.linalg.norm(start - vin), start, 100)
     pts = np.vstack([hook[:-1], spiral])
     rad = np.concatenate([np.full(len(hook) - 1, g.cochlea_base_lumen_mm), r_lumen])
     # resample uniformly (keeps the radius profile)
@@ -325,23 +131,23 @@ def _build_labyrinth(g: "Phantom") -> _Anatomy:
     pts_u = np.stack([np.interp(ts, s, pts[:, k]) for k in range(3)], axis=1)
     rad_u = np.interp(ts, s, rad)
     # round apex: a ball-ended tube is automatic (nearest sample at the end)
-    cochlea = [_Tube(pts_u, rad_u, axis=a, kappa=g.cochlea_flattening)]
+    cochlea = [sd.Tube(pts_u, rad_u, axis=a, kappa=g.cochlea_flattening)]
 
     # semicircular canals
     canals = []
     ends = {}
     specs = {
         # name: (plane normal, outward direction in plane)
-        "lateral": (np.array([0.0, 0.0, 1.0]), _unit([1.0, 0.0, 0.0])),
-        "superior": (_unit([-1.0, -1.0, 0.0]), np.array([0.0, 0.0, 1.0])),
-        "posterior": (_unit([1.0, -1.0, 0.0]), _unit([0.62, 0.62, -0.35])),
+        "lateral": (np.array([0.0, 0.0, 1.0]), sd.unit([1.0, 0.0, 0.0])),
+        "superior": (sd.unit([-1.0, -1.0, 0.0]), np.array([0.0, 0.0, 1.0])),
+        "posterior": (sd.unit([1.0, -1.0, 0.0]), sd.unit([0.62, 0.62, -0.35])),
     }
     for idx, name in enumerate(("lateral", "superior", "posterior")):
         n0, u0 = specs[name]
-        rot = _rotation(g.canal_tilt_deg[idx])
-        nrm = _unit(rot @ n0)
-        u = _unit(rot @ u0)
-        u = _unit(u - (u @ nrm) * nrm)
+        rot = sd.rotation(g.canal_tilt_deg[idx])
+        nrm = sd.unit(rot @ n0)
+        u = sd.unit(rot @ u0)
+        u = sd.unit(u - (u @ nrm) * nrm)
         w = np.cross(nrm, u)
         R = g.canal_arc_radius_mm[idx]
         phi = math.radians(360.0 - g.canal_arc_deg[idx]) / 2.0
@@ -350,9 +156,9 @@ def _build_labyrinth(g: "Phantom") -> _Anatomy:
         ang = np.linspace(-math.pi + phi, math.pi - phi, int(2 * (math.pi - phi) * R / step) + 2)
         arc = c + R * (np.outer(np.cos(ang), u) + np.outer(np.sin(ang), w))
         # arc[0] is at angle -pi+phi: c - R cos(phi) u - R sin(phi) w  (the "minus" end)
-        ends[name] = (arc[0], arc[-1], -_unit(arc[1] - arc[0]), _unit(arc[-1] - arc[-2]))
+        ends[name] = (arc[0], arc[-1], -sd.unit(arc[1] - arc[0]), sd.unit(arc[-1] - arc[-2]))
         r = g.canal_lumen_mm[idx]
-        canals.append(_Tube(arc, np.full(len(arc), r)))
+        canals.append(sd.Tube(arc, np.full(len(arc), r)))
     # which end has the ampulla: lateral -> anterior (minus-w end), superior -> anterolateral
     # (minus end), posterior -> inferior (minus end); the plus ends of superior and posterior
     # meet in the common crus.
@@ -363,19 +169,19 @@ def _build_labyrinth(g: "Phantom") -> _Anatomy:
         # ampulla: ellipsoid on the canal near the minus end, long axis along the tangent
         ca = e_minus + t_minus * 0.25
         ax1 = t_minus
-        ax2, ax3 = _frame(ax1)
+        ax2, ax3 = sd.frame(ax1)
         amp = g.ampulla_semi_mm[idx]
-        canals.append(_Ellipsoid(ca, np.stack([ax1, ax2, ax3], axis=1), [amp[0], amp[1], amp[1]]))
+        canals.append(sd.Ellipsoid(ca, np.stack([ax1, ax2, ax3], axis=1), [amp[0], amp[1], amp[1]]))
         target = inside_vestibule(e_minus, 0.4)
         ctrl = e_minus + t_minus * 0.5 * np.linalg.norm(target - e_minus)
-        conn = _resample(_bezier(e_minus, ctrl, target), step)
-        canals.append(_Tube(conn, np.full(len(conn), max(r, amp[1] * 0.9))))
+        conn = sd.resample_polyline(sd.bezier(e_minus, ctrl, target), step)
+        canals.append(sd.Tube(conn, np.full(len(conn), max(r, amp[1] * 0.9))))
         lm[f"{name}_ampulla"] = ca
         if name == "lateral":
             target = inside_vestibule(e_plus, 0.4)
             ctrl = e_plus + t_plus * 0.5 * np.linalg.norm(target - e_plus)
-            conn = _resample(_bezier(e_plus, ctrl, target), step)
-            canals.append(_Tube(conn, np.full(len(conn), r)))
+            conn = sd.resample_polyline(sd.bezier(e_plus, ctrl, target), step)
+            canals.append(sd.Tube(conn, np.full(len(conn), r)))
     # common crus
     es, ep = ends["superior"][1], ends["posterior"][1]
     cc = 0.5 * (es + ep)
@@ -384,12 +190,12 @@ def _build_labyrinth(g: "Phantom") -> _Anatomy:
     for name, idx in (("superior", 1), ("posterior", 2)):
         e_plus, t_plus = ends[name][1], ends[name][3]
         ctrl = e_plus + t_plus * 0.5 * np.linalg.norm(cc - e_plus)
-        conn = _resample(_bezier(e_plus, ctrl, cc), step)
+        conn = sd.resample_polyline(sd.bezier(e_plus, ctrl, cc), step)
         rr = np.linspace(g.canal_lumen_mm[idx], r_cc, len(conn))
-        canals.append(_Tube(conn, rr))
+        canals.append(sd.Tube(conn, rr))
     target = inside_vestibule(cc, 0.4)
-    crus = _resample(np.stack([cc, target]), step)
-    canals.append(_Tube(crus, np.full(len(crus), r_cc)))
+    crus = sd.resample_polyline(np.stack([cc, target]), step)
+    canals.append(sd.Tube(crus, np.full(len(crus), r_cc)))
     lm["common_crus"] = cc
     lm["cochlea_base"] = bc
     lm["cochlea_apex"] = spiral[-1]
@@ -406,57 +212,57 @@ def _build_distractors(g: "Phantom", lab_local: _Anatomy) -> list:
     # internal auditory canal: ~4-5 mm tube running medially from its fundus (medial to the
     # vestibule, postero-medial to the cochlear base)
     fundus = 0.55 * bc + np.array([-3.2, 1.0, 0.3]) + j(0.3)
-    iac_dir = _unit(np.array([-1.0, -0.3, 0.05]) + rng.normal(0, 0.1, 3))
+    iac_dir = sd.unit(np.array([-1.0, -0.3, 0.05]) + rng.normal(0, 0.1, 3))
     r_iac = rng.uniform(2.0, 2.5)
-    iac = _resample(np.stack([fundus, fundus + 22 * iac_dir]), 0.1)
-    out.append(("iac", _Tube(iac, np.full(len(iac), r_iac)), 0.5, "csf"))
+    iac = sd.resample_polyline(np.stack([fundus, fundus + 22 * iac_dir]), 0.1)
+    out.append(("iac", sd.Tube(iac, np.full(len(iac), r_iac)), 0.5, "csf"))
     # facial nerve canal: labyrinthine segment over the cochlea, geniculate, tympanic segment
     # under the lateral canal, mastoid segment going down
-    fpath = _smooth_path([fundus + [1.5, -0.8, 1.2], [0.0, -4.8, 2.2] + j(0.3), [1.8, -5.4, 1.6],
+    fpath = sd.smooth_path([fundus + [1.5, -0.8, 1.2], [0.0, -4.8, 2.2] + j(0.3), [1.8, -5.4, 1.6],
                           [3.4, -2.0, -0.5] + j(0.3), [3.8, 2.5, -1.6] + j(0.3), [4.2, 4.8, -6.0],
                           [4.4, 5.5, -14.0]], 400)
-    fpath = _resample(fpath, 0.05)
-    out.append(("facial", _Tube(fpath, np.full(len(fpath), rng.uniform(0.45, 0.65))), 0.35, "nerve"))
+    fpath = sd.resample_polyline(fpath, 0.05)
+    out.append(("facial", sd.Tube(fpath, np.full(len(fpath), rng.uniform(0.45, 0.65))), 0.35, "nerve"))
     # carotid canal (antero-inferior, medial) and jugular bulb (inferior, posterior)
-    cpath = _resample(_smooth_path([[-1.0, -5.5, -16.0], [-1.5, -7.5, -8.5] + j(0.5),
+    cpath = sd.resample_polyline(sd.smooth_path([[-1.0, -5.5, -16.0], [-1.5, -7.5, -8.5] + j(0.5),
                                     [-6.0, -11.0, -6.0] + j(0.5), [-16.0, -14.0, -4.0]], 300), 0.1)
-    out.append(("carotid", _Tube(cpath, np.full(len(cpath), rng.uniform(2.2, 3.0))), 1.0, "vessel"))
+    out.append(("carotid", sd.Tube(cpath, np.full(len(cpath), rng.uniform(2.2, 3.0))), 1.0, "vessel"))
     jb = np.array([-1.0, 4.0, -9.0]) + j(0.6)
-    out.append(("jugular", _Ellipsoid(jb, _rotation(rng.uniform(-20, 20, 3)),
+    out.append(("jugular", sd.Ellipsoid(jb, sd.rotation(rng.uniform(-20, 20, 3)),
                                       rng.uniform([3.0, 3.0, 2.5], [4.5, 4.0, 3.5])), 1.0, "vessel"))
-    jpath = _resample(np.stack([jb, jb + [0.5, 1.0, -14.0]]), 0.1)
-    out.append(("jugular", _Tube(jpath, np.full(len(jpath), rng.uniform(2.5, 3.2))), 1.0, "vessel"))
+    jpath = sd.resample_polyline(np.stack([jb, jb + [0.5, 1.0, -14.0]]), 0.1)
+    out.append(("jugular", sd.Tube(jpath, np.full(len(jpath), rng.uniform(2.5, 3.2))), 1.0, "vessel"))
     # middle ear (air) lateral to the promontory, external auditory canal, ossicles
     me_c = np.array([5.4, -2.2, -0.6]) + j(0.4)
-    me = _Ellipsoid(me_c, _rotation(rng.uniform(-10, 10, 3)), rng.uniform([2.0, 4.5, 3.2], [2.6, 5.5, 4.0]))
+    me = sd.Ellipsoid(me_c, sd.rotation(rng.uniform(-10, 10, 3)), rng.uniform([2.0, 4.5, 3.2], [2.6, 5.5, 4.0]))
     out.append(("middle_ear", me, 0.7, "air"))
-    eac = _resample(np.stack([me_c + [1.5, 0.3, -0.5], me_c + [22.0, 1.0, -2.0]]), 0.1)
-    out.append(("eac", _Tube(eac, np.full(len(eac), rng.uniform(3.0, 4.0))), 0.7, "air"))
-    out.append(("ossicle", _Ellipsoid(me_c + [0.6, 0.4, 1.4] + j(0.2), _rotation(rng.uniform(-30, 30, 3)),
+    eac = sd.resample_polyline(np.stack([me_c + [1.5, 0.3, -0.5], me_c + [22.0, 1.0, -2.0]]), 0.1)
+    out.append(("eac", sd.Tube(eac, np.full(len(eac), rng.uniform(3.0, 4.0))), 0.7, "air"))
+    out.append(("ossicle", sd.Ellipsoid(me_c + [0.6, 0.4, 1.4] + j(0.2), sd.rotation(rng.uniform(-30, 30, 3)),
                                       [0.7, 1.5, 0.6]), -1.0, "ossicle"))
-    out.append(("ossicle", _Ellipsoid(me_c + [1.0, -1.4, 0.6] + j(0.2), _rotation(rng.uniform(-30, 30, 3)),
+    out.append(("ossicle", sd.Ellipsoid(me_c + [1.0, -1.4, 0.6] + j(0.2), sd.rotation(rng.uniform(-30, 30, 3)),
                                       [0.6, 0.6, 1.6]), -1.0, "ossicle"))
     # mastoid air cells: a cluster postero-laterally
     ncell = int(rng.integers(40, 110))
     center = np.array([6.5, 8.0, -1.0]) + j(1.0)
     cells = center + rng.normal(0.0, 1.0, (ncell, 3)) * rng.uniform([2.5, 2.5, 2.5], [4.5, 4.5, 4.0])
     radii = rng.uniform(0.5, 2.0, ncell)
-    out.append(("mastoid", _Spheres(cells, radii), None, "air"))   # None: margin = capsule
+    out.append(("mastoid", sd.Spheres(cells, radii), None, "air"))   # None: margin = capsule
     # cranial fossae (soft tissue) above the arcuate eminence and postero-medially
-    out.append(("mcf", _HalfSpace(_unit([0.1, 0.05, 1.0]) + rng.normal(0, 0.05, 3),
+    out.append(("mcf", sd.HalfSpace(sd.unit([0.1, 0.05, 1.0]) + rng.normal(0, 0.05, 3),
                                   rng.uniform(7.8, 10.0), -1e9, 1e9), None, "soft"))
-    out.append(("pcf", _HalfSpace(_unit([-0.75, 0.65, 0.1]) + rng.normal(0, 0.05, 3),
+    out.append(("pcf", sd.HalfSpace(sd.unit([-0.75, 0.65, 0.1]) + rng.normal(0, 0.05, 3),
                                   rng.uniform(6.5, 9.0), -1e9, 1e9), None, "soft"))
     # random fluid-density blobs and tubes, anywhere; kept away by the margin
     for _ in range(int(rng.integers(3, 8))):
         pos = rng.uniform(-11, 11, 3)
         if rng.random() < 0.5:
-            out.append(("blob", _Ellipsoid(pos, _rotation(rng.uniform(-90, 90, 3)),
+            out.append(("blob", sd.Ellipsoid(pos, sd.rotation(rng.uniform(-90, 90, 3)),
                                            rng.uniform(0.4, 2.0, 3)), 1.0, "fluid_blob"))
         else:
             ctrl = [pos, pos + rng.normal(0, 2.5, 3), pos + rng.normal(0, 4.0, 3)]
-            path = _resample(_bezier(*ctrl, 100), 0.05)
-            out.append(("tube", _Tube(path, np.full(len(path), rng.uniform(0.3, 0.9))), 1.0, "fluid_blob"))
+            path = sd.resample_polyline(sd.bezier(*ctrl, 100), 0.05)
+            out.append(("tube", sd.Tube(path, np.full(len(path), rng.uniform(0.3, 0.9))), 1.0, "fluid_blob"))
     return out
 
 
@@ -602,18 +408,18 @@ class _Labyrinth:
     ORDER = (COCHLEA, VESTIBULE, CANALS)
 
     def __init__(self, structures: dict):
-        self.structures = {k: _merge_tubes(v) for k, v in structures.items()}
+        self.structures = {k: sd.merge_tubes(v) for k, v in structures.items()}
         prims = [p for k in self.ORDER for p in self.structures[k]]
         self.lo = np.min([p.lo for p in prims], axis=0)
         self.hi = np.max([p.hi for p in prims], axis=0)
 
-    def exact_one(self, p: np.ndarray, channel: int, bound: float = _FAR) -> np.ndarray:
-        return _union_sdf(self.structures[self.ORDER[channel]], p, bound)
+    def exact_one(self, p: np.ndarray, channel: int, bound: float = sd.FAR) -> np.ndarray:
+        return sd.union_sdf(self.structures[self.ORDER[channel]], p, bound)
 
-    def exact(self, p: np.ndarray, bound: float = _FAR) -> np.ndarray:
+    def exact(self, p: np.ndarray, bound: float = sd.FAR) -> np.ndarray:
         out = np.empty((len(p), 3), dtype=np.float32)
         for c, k in enumerate(self.ORDER):
-            out[:, c] = _union_sdf(self.structures[k], p, bound)
+            out[:, c] = sd.union_sdf(self.structures[k], p, bound)
         return out
 
 
@@ -695,7 +501,7 @@ class Phantom:
 
     def _world_affine(self) -> tuple[np.ndarray, np.ndarray]:
         """(m, t): world = scale * m @ local + t, mirror included."""
-        m = _rotation(self.rotation_deg)
+        m = sd.rotation(self.rotation_deg)
         t = np.asarray(self.labyrinth_center_mm, dtype=float)
         if self.mirror:
             f = np.diag([-1.0, 1.0, 1.0])
@@ -713,7 +519,7 @@ class Phantom:
         if "labyrinth" not in self._cache:
             m, t = self._world_affine()
             an = self._anatomy()
-            world = {k: [_apply_affine(p, m, t, self.scale) for p in v] for k, v in an.structures.items()}
+            world = {k: [sd.apply_affine(p, m, t, self.scale) for p in v] for k, v in an.structures.items()}
             self._cache["labyrinth"] = _Labyrinth(world)
         return self._cache["labyrinth"]
 
@@ -726,7 +532,7 @@ class Phantom:
         if "distractors" not in self._cache:
             m, t = self._world_affine()
             an = self._anatomy()
-            self._cache["distractors"] = [(kind, _apply_affine(p, m, t, self.scale), margin, value)
+            self._cache["distractors"] = [(kind, sd.apply_affine(p, m, t, self.scale), margin, value)
                                           for kind, p, margin, value in _build_distractors(self, an)]
         return self._cache["distractors"]
 
@@ -798,7 +604,7 @@ class Phantom:
 
         def u_on(sl):
             """Labyrinth union SDF on slice box sl (far outside the labyrinth box)."""
-            out = np.full(tuple(x.stop - x.start for x in sl), _FAR, dtype=np.float32)
+            out = np.full(tuple(x.stop - x.start for x in sl), sd.FAR, dtype=np.float32)
             if lsl is None:
                 return out
             inter = tuple(slice(max(a.start, b.start), min(a.stop, b.stop)) for a, b in zip(sl, lsl))
