@@ -8,15 +8,17 @@ from pathlib import Path
 
 GIB = 2 ** 30
 PARTS = ["read", "resample", "stage_stage1", "components_stage1", "stage_stage2", "components_stage2",
-         "stage_stage3", "components_stage3", "resample_back", "report_and_checks", "write", "surface"]
+         "stage_stage3", "components_stage3", "mirror_average", "resample_back", "report_and_checks", "write", "surface"]
 PART_NAMES = {"report_and_checks": "report + checks (volumes, empty check)", "write": "write .seg.nrrd + report",
-              "surface": "surface (STL)", "resample_back": "resample back"}
+              "surface": "surface (STL)", "resample_back": "resample back",
+              "mirror_average": "average with the mirror's reading"}
 TARGET_SECONDS, TARGET_FLOOR, TARGET_MEMORY = 30.0, 1.3, 2.0
 KEEP_MARKER = "<!-- hand-written analysis below is kept when the report is regenerated -->"
 
 
 def _flops(scenario: dict, results: dict) -> tuple[float, list]:
-    """FLOPs of the stages as run (box shapes after down-sampling) and a per-stage breakdown."""
+    """FLOPs of the stages as run (box shapes after down-sampling, both passes of a mirror
+    average) and a per-stage breakdown."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import arithmetic
     from InnerEarSegmentationLib.model import load_model
@@ -25,14 +27,14 @@ def _flops(scenario: dict, results: dict) -> tuple[float, list]:
     model = load_model(scenario["model"], verify=False)
     total, rows = 0.0, []
     for stage in model.stages:
-        box = scenario["boxes"].get(stage.name)
-        if box is None:
+        boxes = [scenario["boxes"][key] for key in (stage.name, f"{stage.name}_mirrored") if key in scenario["boxes"]]
+        if not boxes:
             continue
         factor = int(round(1 / stage.scale))
-        shape = tuple((b - a) // factor for a, b in box)
-        flops = arithmetic.stage_flops(model.stage_path(stage), shape, view_axis(stage.view))
+        shapes = [tuple((b - a) // factor for a, b in box) for box in boxes]
+        flops = sum(arithmetic.stage_flops(model.stage_path(stage), shape, view_axis(stage.view)) for shape in shapes)
         network = scenario.get("network_calls", {}).get(stage.name, {}).get("network_s")
-        rows.append({"stage": stage.name, "view": stage.view, "shape": shape, "flops": flops,
+        rows.append({"stage": stage.name, "view": stage.view, "passes": len(shapes), "shape": shapes[0], "flops": flops,
                      "seconds": network if network is not None else scenario["timings"][f"stage_{stage.name}"]})
         total += flops
     return total, rows
@@ -82,7 +84,8 @@ def scenario_section(scenario: dict, results: dict) -> tuple[list[str], dict]:
         axis = view_axis(row["view"])
         plane = "x".join(str(n) for i, n in enumerate(row["shape"]) if i != axis)
         stage_floor = row["flops"] / _rate(results)
-        lines.append(f"| {row['stage']} | {row['view']} | {row['shape'][axis]} x {plane} | {row['flops'] / 1e9:.0f} | "
+        passes = "" if row["passes"] == 1 else f" (x{row['passes']}: scan + mirror)"
+        lines.append(f"| {row['stage']} | {row['view']} | {row['shape'][axis]} x {plane}{passes} | {row['flops'] / 1e9:.0f} | "
                      f"{row['seconds']:.2f} | {stage_floor:.2f} | {row['seconds'] / stage_floor:.2f} |")
     lines.append(f"| **all** | | | {flops / 1e9:.0f} | {network:.2f} | {floor:.2f} | **{network / floor:.2f}** |")
     lines.append("")

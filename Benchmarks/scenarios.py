@@ -123,7 +123,7 @@ def run_pipeline(job: dict) -> dict:
 
     def recording_cascade(*args, **kwargs):
         output = real_run_cascade(*args, **kwargs)
-        boxes.update(output.boxes)
+        boxes.update(output.boxes)  # a mirror average's output holds both passes' boxes
         return output
 
     pipeline.run_cascade = recording_cascade

@@ -9,9 +9,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from conftest import blob_scan
-from InnerEarSegmentationLib.cascade import downsample, region_around, upsample
+from InnerEarSegmentationLib.cascade import downsample, region_around, run_cascade, upsample
 from InnerEarSegmentationLib.model import load_model, save_manifest
+from InnerEarSegmentationLib.phantom import make_phantom
 from InnerEarSegmentationLib.pipeline import SegmentationSettings, Segmenter
+from InnerEarSegmentationLib.preprocess import prepare
 
 
 def labels_of(model, **settings) -> np.ndarray:
@@ -58,3 +60,35 @@ def test_a_coarse_first_stage_still_finds_the_labyrinth(tiny_model, tmp_path):
     overlap = 2 * np.logical_and(coarse > 0, fine > 0).sum() / ((coarse > 0).sum() + (fine > 0).sum())
     assert overlap > 0.97
     assert report["settings"]["crop"] is True
+
+
+def test_mirror_average_reads_a_mirrored_scan_as_the_mirror_of_its_reading():
+    """With the shipped (trained, not mirror-symmetric) model: averaging must flip the mirrored
+    pass back, so mirroring the input mirrors the output exactly, and it must change the reading."""
+    segmenter = Segmenter(load_model())
+    model = segmenter.model
+    image = prepare(make_phantom(seed=11, spacing_mm=0.4, fov_mm=20.0).image(), model.grid_size,
+                    model.normalisation, model.min_extent_mm).array
+    args = (segmenter.stages, segmenter.sessions(), model.threshold)
+    averaged = run_cascade(image, *args, mirror_average=True)
+    of_mirror = run_cascade(np.ascontiguousarray(image[:, :, ::-1]), *args, mirror_average=True)
+    assert np.allclose(averaged.probabilities, of_mirror.probabilities[:, :, :, ::-1], atol=1e-5)
+    assert np.array_equal(averaged.mask, of_mirror.mask[:, :, ::-1])
+    single = run_cascade(image, *args)
+    assert np.abs(single.probabilities - averaged.probabilities).max() > 0.05
+    overlap = 2 * (single.mask & averaged.mask).sum() / (single.mask.sum() + averaged.mask.sum())
+    assert 0.9 < overlap < 1.0
+
+
+def test_mirror_average_follows_the_manifest_unless_the_settings_say_otherwise(tiny_model, tmp_path):
+    folder = tmp_path / "mirrored"
+    shutil.copytree(tiny_model, folder)
+    data = json.loads((folder / "manifest.json").read_text())
+    data["mirror_average"] = True
+    save_manifest(folder, data)
+    _, asked = labels_of(load_model(folder))
+    _, overridden = labels_of(load_model(folder), mirror_average=False)
+    _, plain = labels_of(load_model(tiny_model))
+    assert asked["settings"]["mirror_average"] is True and "mirror_average" in asked["timings_s"]
+    assert overridden["settings"]["mirror_average"] is False and "mirror_average" not in overridden["timings_s"]
+    assert plain["settings"]["mirror_average"] is False

@@ -27,6 +27,15 @@ def test_segments_one_file_with_every_output(tiny_model, tmp_path, capsys):
     labels = sitk.ReadImage(str(out / "case01-label.nrrd"))
     assert labels.GetSize() == (40, 36, 30) and sitk.GetArrayViewFromImage(labels).max() == 1
     assert "1 of 1 scan(s) segmented" in capsys.readouterr().out
+    assert report["settings"]["mirror_average"] is False  # the tiny model's manifest does not ask
+
+
+def test_mirror_average_can_be_asked_for_and_is_recorded(tiny_model, tmp_path):
+    scan = write_scan(tmp_path / "ear.nrrd")
+    out = tmp_path / "out"
+    assert main([str(scan), "-o", str(out), "--model", str(tiny_model), "--report", "--quiet", "--mirror-average"]) == 0
+    report = json.loads((out / "ear.report.json").read_text())
+    assert report["settings"]["mirror_average"] is True and "mirror_average" in report["timings_s"]
 
 
 def test_folder_run_skips_label_files_and_reports_each(tiny_model, tmp_path, capsys):

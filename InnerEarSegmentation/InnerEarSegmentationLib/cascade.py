@@ -3,7 +3,8 @@
 After the first stage has found the labyrinth, later stages run only on a box around it (the
 rest of the cube is bone and air), which cuts their work several-fold on a typical crop. A stage
 may also run at a coarser scale (``scale`` 0.5 in the manifest): enough to find the labyrinth,
-at an eighth of the arithmetic.
+at an eighth of the arithmetic. A model may ask for its cascade to run twice, on the scan and on
+its left-right mirror, and for the two to be averaged (``mirror_average`` in the manifest).
 """
 
 from __future__ import annotations
@@ -76,9 +77,21 @@ def run_cascade(
     crop: bool = True,
     batch_size: int = 16,
     progress: Progress | None = None,
+    mirror_average: bool = False,
 ) -> CascadeOutput:
-    """Runs the stages in order on a normalised [Z, Y, X] image on the model grid."""
+    """Runs the stages in order on a normalised [Z, Y, X] image on the model grid.
+
+    ``mirror_average`` runs them on the image and on its left-right mirror and averages the last
+    stage's probabilities. The model grid's x axis is the patient's left-right axis (identity
+    direction), so the mirror of a left ear is a right ear in the same pose, which the model has
+    learnt as well; averaging the two readings steadies the boundary at twice the network time.
+    """
     progress = progress or Progress()
+    if mirror_average:
+        settings = (stages, sessions, threshold, keep_largest, crop, batch_size)
+        direct = run_cascade(image, *settings, progress.span(0.0, 0.5))
+        mirrored = run_cascade(np.ascontiguousarray(image[:, :, ::-1]), *settings, progress.span(0.5, 1.0))
+        return _averaged(direct, mirrored, threshold, keep_largest)
     margin = max(8, image.shape[0] // 16)
     volumes = {"image": image}
     region = tuple(slice(0, n) for n in image.shape)
@@ -103,4 +116,20 @@ def run_cascade(
         output.boxes[stage.name] = [[s.start, s.stop] for s in region]
         volumes[stage.name] = output.mask.astype(np.float32)
         output.timings[f"components_{stage.name}"] = time.perf_counter() - clock
+    return output
+
+
+
+def _averaged(direct: CascadeOutput, mirrored: CascadeOutput, threshold: float, keep_largest: bool) -> CascadeOutput:
+    """The mean of a reading and the flipped-back reading of the mirror, masked afresh."""
+    clock = time.perf_counter()
+    probabilities = direct.probabilities
+    probabilities += mirrored.probabilities[:, :, :, ::-1]
+    probabilities *= 0.5
+    mask = foreground(probabilities, threshold)
+    timings = {key: direct.timings[key] + mirrored.timings[key] for key in direct.timings}
+    boxes = dict(direct.boxes)
+    boxes.update({f"{name}_mirrored": box for name, box in mirrored.boxes.items()})
+    output = CascadeOutput(probabilities, largest_component(mask) if keep_largest else mask, timings, boxes)
+    output.timings["mirror_average"] = time.perf_counter() - clock
     return output

@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", type=Path, help="model folder with manifest.json (default: the shipped model)")
     parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     parser.add_argument("--batch-size", type=int, default=16, help="slices per network call")
+    parser.add_argument("--mirror-average", action=argparse.BooleanOptionalAction, default=None,
+                        help="also segment the left-right mirror and average the two (twice the network "
+                             "time; default: as the model's manifest says)")
     parser.add_argument("--labelmap", action="store_true", help="also write <name>-label.nrrd")
     parser.add_argument("--surface", choices=("stl", "obj"), help="also write a smoothed surface mesh")
     parser.add_argument("--smoothing", type=float, default=0.5, help="surface smoothing 0..1 (default: %(default)s)")
@@ -160,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             args.output = args.output / time.strftime("phantom-demo-%Y%m%d-%H%M%S")
             scans = [make_demo_scan(args.output)]
             args.labelmap, args.report, args.surface = True, True, args.surface or "stl"
-        segmenter = Segmenter(load_model(args.model), SegmentationSettings(device=args.device, batch_size=args.batch_size))
+        segmenter = Segmenter(load_model(args.model), SegmentationSettings(
+            device=args.device, batch_size=args.batch_size, mirror_average=args.mirror_average))
         print(f"Model {segmenter.model.name}; {segmenter.provider} ({segmenter.provider_note})", file=sys.stderr)
     except InnerEarError as error:
         print(f"error: {error}", file=sys.stderr)

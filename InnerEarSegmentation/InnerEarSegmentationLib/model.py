@@ -49,6 +49,7 @@ class ModelManifest:
     threshold: float
     raw: dict[str, Any]
     min_extent_mm: float = 0.0
+    mirror_average: bool = False  # run on the scan and its left-right mirror, average
 
     def stage_path(self, stage: Stage) -> Path:
         return self.folder / stage.file
@@ -127,6 +128,7 @@ def _parse(folder: Path, data: dict, where: Path) -> ModelManifest:
             threshold=float(data.get("threshold", 0.5)),
             raw=data,
             min_extent_mm=float(data.get("grid_min_extent_mm", 0.0)),
+            mirror_average=bool(data.get("mirror_average", False)),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise ModelError(f"The model manifest {where} lacks or garbles the field {error}. "

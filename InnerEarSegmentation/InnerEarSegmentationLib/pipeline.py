@@ -39,6 +39,7 @@ class SegmentationSettings:
     keep_probability: bool = False
     crop: bool = True  # later stages only on a box around the labyrinth
     threads: int = 0
+    mirror_average: bool | None = None  # None: as the model's manifest asks
 
 
 @dataclass
@@ -61,6 +62,13 @@ class Segmenter:
             self.model = load_model()
         self._sessions: list[StageSession] | None = None
         self.provider_note = ""
+
+    @property
+    def mirror_average(self) -> bool:
+        """Whether the cascade also runs on the left-right mirror (the setting, else the model's)."""
+        if self.settings.mirror_average is None:
+            return self.model.mirror_average
+        return self.settings.mirror_average
 
     @property
     def stages(self):
@@ -123,7 +131,7 @@ class Segmenter:
         model, settings = self.model, self.settings
         cascade = run_cascade(
             prepared.array, self.stages, self.sessions(), model.threshold, settings.keep_largest_component,
-            settings.crop, settings.batch_size, progress.span(0.05, 0.9))
+            settings.crop, settings.batch_size, progress.span(0.05, 0.9), self.mirror_average)
         timings.update(cascade.timings)
         clock = time.perf_counter()
         labelmap, probability = to_original_grid(
@@ -151,7 +159,7 @@ class Segmenter:
                 "manifest_sha256": sha256_of(model.folder / MANIFEST_NAME),
                 "stages_run": [stage.name for stage in self.stages],
             },
-            "settings": asdict(self.settings),
+            "settings": {**asdict(self.settings), "mirror_average": self.mirror_average},
             "provider": self.provider,
             "provider_note": self.provider_note,
             "input": {
