@@ -13,6 +13,8 @@ from .progress import Progress
 SLAB_VOXELS = 16_000_000
 # Largest region (voxels) in which specks are removed on the scan's own grid.
 ISLAND_CHECK_VOXELS = 300_000_000
+# A piece of one structure smaller than this share of its largest piece takes its neighbours' label.
+STRUCTURE_ISLAND_FRACTION = 0.05
 
 
 def foreground(probabilities: np.ndarray, threshold: float) -> np.ndarray:
@@ -28,6 +30,35 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     sizes = np.bincount(labelled.ravel())
     sizes[0] = 0
     return labelled == int(sizes.argmax())
+
+
+def merge_structure_islands(structure: np.ndarray, support: np.ndarray,
+                            fraction: float = STRUCTURE_ISLAND_FRACTION) -> np.ndarray:
+    """Structure labels (1..K) inside ``support`` where each small stray piece of a structure is
+    given the label that surrounds it: a speck of "canal" on the cochlea is cochlea.
+
+    Only pieces under ``fraction`` of the structure's largest piece are touched, so the lateral
+    canal, which meets the other two canals only through the vestibule, keeps its label.
+    """
+    labels = np.where(support, structure, 0).astype(np.uint8)
+    result = labels.copy()
+    cube = np.ones((3, 3, 3), dtype=bool)
+    for value in np.unique(labels[labels > 0]):
+        pieces, count = ndimage.label(labels == value, structure=cube)
+        if count <= 1:
+            continue
+        sizes = np.bincount(pieces.ravel())
+        sizes[0] = 0
+        for index, where in enumerate(ndimage.find_objects(pieces), start=1):
+            if sizes[index] >= fraction * sizes.max():
+                continue
+            window = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in where)
+            piece = pieces[window] == index
+            around = labels[window][ndimage.binary_dilation(piece, cube) & ~piece]
+            around = around[(around > 0) & (around != value)]
+            if around.size:
+                result[window][piece] = np.bincount(around).argmax()
+    return result
 
 
 def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...] | None:
@@ -88,7 +119,8 @@ def to_original_grid(
     support = ndimage.binary_dilation(mask, iterations=1)
     sub_grid = _crop_grid(grid, box)
     foreground_image = _as_image(np.where(support, 1.0 - probabilities[0], 0.0).astype(np.float32)[box], sub_grid)
-    structure_image = _as_image((np.argmax(probabilities[1:], axis=0) + 1).astype(np.uint8)[box], sub_grid)
+    structure = merge_structure_islands(np.argmax(probabilities[1:], axis=0) + 1, support)
+    structure_image = _as_image(structure[box], sub_grid)
     start, extent = region
     slab = max(1, SLAB_VOXELS // max(extent[0] * extent[1], 1))
     for z0 in range(start[2], start[2] + extent[2], slab):
