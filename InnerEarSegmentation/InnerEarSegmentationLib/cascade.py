@@ -68,6 +68,12 @@ def region_around(mask: np.ndarray, margin: int, multiple: int) -> tuple[slice, 
     return tuple(box)
 
 
+def _labyrinth(probabilities: np.ndarray, threshold: float, keep_largest: bool) -> np.ndarray:
+    """The labyrinth mask of a stage's probabilities, its largest component if asked."""
+    mask = foreground(probabilities, threshold)
+    return largest_component(mask) if keep_largest else mask
+
+
 def run_cascade(
     image: np.ndarray,
     stages: tuple[Stage, ...],
@@ -110,14 +116,12 @@ def run_cascade(
         probabilities[(slice(None),) + region] = upsample(partial, factor)
         output.timings[f"stage_{stage.name}"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        mask = foreground(probabilities, threshold)
-        output.mask = largest_component(mask) if keep_largest else mask
+        output.mask = _labyrinth(probabilities, threshold, keep_largest)
         output.probabilities = probabilities
         output.boxes[stage.name] = [[s.start, s.stop] for s in region]
         volumes[stage.name] = output.mask.astype(np.float32)
         output.timings[f"components_{stage.name}"] = time.perf_counter() - clock
     return output
-
 
 
 def _averaged(direct: CascadeOutput, mirrored: CascadeOutput, threshold: float, keep_largest: bool) -> CascadeOutput:
@@ -126,10 +130,9 @@ def _averaged(direct: CascadeOutput, mirrored: CascadeOutput, threshold: float, 
     probabilities = direct.probabilities
     probabilities += mirrored.probabilities[:, :, :, ::-1]
     probabilities *= 0.5
-    mask = foreground(probabilities, threshold)
     timings = {key: direct.timings[key] + mirrored.timings[key] for key in direct.timings}
     boxes = dict(direct.boxes)
     boxes.update({f"{name}_mirrored": box for name, box in mirrored.boxes.items()})
-    output = CascadeOutput(probabilities, largest_component(mask) if keep_largest else mask, timings, boxes)
+    output = CascadeOutput(probabilities, _labyrinth(probabilities, threshold, keep_largest), timings, boxes)
     output.timings["mirror_average"] = time.perf_counter() - clock
     return output

@@ -49,8 +49,9 @@ def merge_structure_islands(structure: np.ndarray, support: np.ndarray,
             continue
         sizes = np.bincount(pieces.ravel())
         sizes[0] = 0
+        smallest_kept = fraction * sizes.max()
         for index, where in enumerate(ndimage.find_objects(pieces), start=1):
-            if sizes[index] >= fraction * sizes.max():
+            if sizes[index] >= smallest_kept:
                 continue
             window = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in where)
             piece = pieces[window] == index
@@ -61,7 +62,8 @@ def merge_structure_islands(structure: np.ndarray, support: np.ndarray,
     return result
 
 
-def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...] | None:
+def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
+    """The [z, y, x] box of the non-zero voxels plus ``margin`` (inside the array); None if none."""
     nonzero = np.nonzero(mask.any(axis=(1, 2)))[0], np.nonzero(mask.any(axis=(0, 2)))[0], np.nonzero(mask.any(axis=(0, 1)))[0]
     if any(len(axis) == 0 for axis in nonzero):
         return None
@@ -111,7 +113,7 @@ def to_original_grid(
     """
     labelmap = scan.stamp(sitk.Image(list(scan.size), sitk.sitkUInt8))
     probability = scan.stamp(sitk.Image(list(scan.size), sitk.sitkFloat32)) if keep_probability else None
-    box = _bounding_box(mask, margin=2)
+    box = bounding_box(mask, margin=2)
     region = _index_box(grid, box, scan) if box is not None else None
     if region is None:
         progress.report(1.0, "mapped back")

@@ -17,15 +17,7 @@ from vtk.util import numpy_support
 from .errors import OutputError
 from .labels import Label
 from .outputs import atomic_target
-
-
-def _box_of(array: np.ndarray) -> tuple[slice, ...]:
-    """The [z, y, x] box of the non-zero voxels (empty when there are none)."""
-    box = []
-    for axis in range(3):
-        hit = np.nonzero(array.any(axis=tuple(a for a in range(3) if a != axis)))[0]
-        box.append(slice(int(hit[0]), int(hit[-1]) + 1) if len(hit) else slice(0, 0))
-    return tuple(box)
+from .postprocess import bounding_box
 
 
 def surface_mesh(labelmap: sitk.Image, values: list[int], smoothing: float = 0.5) -> vtk.vtkPolyData:
@@ -34,7 +26,9 @@ def surface_mesh(labelmap: sitk.Image, values: list[int], smoothing: float = 0.5
     ``smoothing`` 0..1 is Slicer's smoothing factor: windowed-sinc pass band 10^(-4·factor).
     """
     array = sitk.GetArrayViewFromImage(labelmap)
-    box = _box_of(array)  # contour the labyrinth's box only: a micro-CT labelmap is mostly background
+    box = bounding_box(array)  # contour the labyrinth's box only: a micro-CT labelmap is mostly background
+    if box is None:
+        return vtk.vtkPolyData()
     mask = np.isin(array[box], values).astype(np.uint8)
     if not mask.any():
         return vtk.vtkPolyData()
