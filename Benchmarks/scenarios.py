@@ -13,6 +13,7 @@ import SimpleITK as sitk
 
 from InnerEarSegmentationLib import cascade, pipeline, preprocess
 from InnerEarSegmentationLib.inference import open_session, predict_volume
+from InnerEarSegmentationLib.metrics import per_label_dice
 from InnerEarSegmentationLib.model import load_model
 from InnerEarSegmentationLib.outputs import write_report, write_segmentation
 from InnerEarSegmentationLib.pipeline import SegmentationSettings, Segmenter
@@ -89,15 +90,11 @@ class Oracle:
         return result
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * float(np.logical_and(a, b).sum()) / total
-
-
 def label_dice(pred: np.ndarray, truth: np.ndarray) -> dict:
-    scores = {"labyrinth": _dice(pred > 0, truth > 0)}
-    for value in range(1, int(max(pred.max(), truth.max())) + 1):
-        scores[str(value)] = _dice(pred == value, truth == value)
+    """Dice of the labyrinth (all labels) and of each label value present in either volume."""
+    scores = {"labyrinth": per_label_dice(pred > 0, truth > 0, [1])[1]}
+    values = range(1, int(max(pred.max(), truth.max())) + 1)
+    scores.update({str(value): score for value, score in per_label_dice(pred, truth, list(values)).items()})
     return scores
 
 
@@ -312,9 +309,9 @@ def _recording_cascade(image, model, sessions, record: dict | None = None, batch
 
 def _phantom_grid_case(seed: int, modality: str, grid_size: int, normalisation: dict):
     from InnerEarSegmentationLib.phantom import make_phantom
+    from innerear_training.data import phantom_options
 
-    options = {"max_size": 256} if modality == "microct" else {}
-    phantom = make_phantom(seed, modality, **options)
+    phantom = make_phantom(seed, modality, **phantom_options(modality, 256))
     prepared = preprocess.prepare(phantom.image(), grid_size, normalisation)
     truth = sitk.GetArrayFromImage(phantom.labels_on(prepared.grid))
     return prepared.array, truth, list(phantom.size)
