@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelError
+from .preprocess import NORMALISATIONS
 from .labels import Label
 from .slicing import VIEW_AXES
 
@@ -143,9 +144,9 @@ def _check_consistency(manifest: ModelManifest, where: Path) -> None:
     if manifest.grid_size % 8 or manifest.grid_size < 16:
         raise ModelError(f"The model manifest {where} asks for a grid of {manifest.grid_size}; "
                          "it must be a multiple of 8 (the U-Net pools three times).")
-    if manifest.normalisation.get("method") not in ("zscore", "volume-zscore"):
+    if manifest.normalisation.get("method") not in NORMALISATIONS:
         raise ModelError(f"The model manifest {where} has an unknown normalisation "
-                         f"{manifest.normalisation.get('method')!r}; expected zscore or volume-zscore.")
+                         f"{manifest.normalisation.get('method')!r}; expected one of {', '.join(NORMALISATIONS)}.")
     known = {"image"}
     for stage in manifest.stages:
         if stage.view not in VIEW_AXES:

@@ -13,6 +13,9 @@ import numpy as np
 import SimpleITK as sitk
 
 
+NORMALISATIONS = ("zscore", "volume-zscore", "robust-range")
+
+
 @dataclass
 class PreparedScan:
     """The normalised image on the model grid ([z, y, x] float32) and that grid as an image."""
@@ -77,9 +80,37 @@ def resample_to_grid(image: sitk.Image, grid: sitk.Image) -> np.ndarray:
     return sitk.GetArrayFromImage(resampled)
 
 
-def normalise(array: np.ndarray, normalisation: dict[str, Any]) -> np.ndarray:
-    """Z-score with the training set's statistics, or each volume's own (robust to scanner units)."""
+def scan_footprint(image: sitk.Image, grid: sitk.Image) -> np.ndarray:
+    """Which model-grid voxels ([z, y, x] bool) lie inside the scan's field of view.
+
+    Computed from the geometry alone (no scan-sized temporary, so a 1500³ micro-CT costs
+    nothing): each grid voxel centre is mapped to the scan's continuous index."""
+    size = grid.GetSize()
+    axes = [grid.GetOrigin()[a] + grid.GetSpacing()[a] * np.arange(size[a]) for a in range(3)]
+    z, y, x = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
+    points = np.stack([x.ravel(), y.ravel(), z.ravel()]) - np.array(image.GetOrigin())[:, None]
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    index = np.linalg.solve(direction, points) / np.array(image.GetSpacing())[:, None]
+    limit = np.array(image.GetSize())[:, None] - 0.5
+    inside = np.all((index >= -0.5) & (index <= limit), axis=0)
+    return inside.reshape(size[2], size[1], size[0])
+
+
+def normalise(array: np.ndarray, normalisation: dict[str, Any], inside: np.ndarray | None = None) -> np.ndarray:
+    """Put any scanner's gray values on the scale the model was trained on.
+
+    ``zscore``: the training set's mean and sd (one scanner's units). ``volume-zscore``: each
+    volume's own mean and sd after clipping to its 0.5-99.5 percentiles. ``robust-range``: the
+    0.5 and 99.5 percentiles of the voxels inside the scan (``inside``; never the padding) go to
+    -1 and 1 and the rest is clipped: no HU assumed, and the share of air, soft tissue or padding
+    in the field moves neither end much (the darkest and the densest tissue set them).
+    """
     method = normalisation["method"]
+    if method == "robust-range":
+        sample = array[inside] if inside is not None and inside.any() else array
+        low, high = np.percentile(sample, [0.5, 99.5])
+        scale = float(high - low) if high - low > 1e-6 else 1.0
+        return (np.clip((array - low) / scale, 0.0, 1.0) * 2.0 - 1.0).astype(np.float32)
     if method == "zscore":
         mean, std = float(normalisation["mean"]), float(normalisation["std"])
     else:
@@ -94,4 +125,5 @@ def prepare(image: sitk.Image, grid_size: int, normalisation: dict[str, Any],
             min_extent_mm: float = 0.0) -> PreparedScan:
     """Resample and normalise a scan exactly as the model saw its training data."""
     grid = model_grid(image, grid_size, min_extent_mm)
-    return PreparedScan(normalise(resample_to_grid(image, grid), normalisation), grid)
+    inside = scan_footprint(image, grid) if normalisation["method"] == "robust-range" else None
+    return PreparedScan(normalise(resample_to_grid(image, grid), normalisation, inside), grid)

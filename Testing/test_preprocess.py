@@ -1,0 +1,62 @@
+"""The model-grid preprocessing: which grid voxels the scan covers, and a normalisation that
+assumes no units and is not moved by padding."""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+from InnerEarSegmentationLib import preprocess
+
+
+def _scan(size=(20, 30, 10), spacing=(0.5, 0.4, 1.0), direction=None, value=100.0) -> sitk.Image:
+    image = sitk.GetImageFromArray(np.full(size[::-1], value, dtype=np.float32))
+    image.SetSpacing(spacing)
+    image.SetOrigin((3.0, -2.0, 7.0))
+    if direction is not None:
+        image.SetDirection(direction)
+    return image
+
+
+def test_footprint_matches_resampling_a_ones_image():
+    rotated = sitk.VersorTransform((0.3, 0.5, 0.2), 0.7).GetMatrix()
+    for direction in (None, rotated):
+        scan = _scan(direction=direction)
+        grid = preprocess.model_grid(scan, 32, min_extent_mm=30.0)
+        ones = sitk.Image(scan.GetSize(), sitk.sitkUInt8) + 1
+        ones.CopyInformation(scan)
+        expected = sitk.GetArrayFromImage(sitk.Resample(ones, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+        inside = preprocess.scan_footprint(scan, grid)
+        assert 0 < inside.sum() < inside.size
+        assert (inside != expected.astype(bool)).mean() < 0.01  # differences only on the edge
+
+
+def test_robust_range_ignores_padding_and_units():
+    rng = np.random.default_rng(0)
+    tissue = rng.choice([-1000.0, 40.0, 1800.0], size=(30, 30, 30), p=[0.2, 0.4, 0.4])
+    padded = np.full((60, 60, 60), -1000.0)
+    padded[15:45, 15:45, 15:45] = tissue
+    inside = np.zeros(padded.shape, dtype=bool)
+    inside[15:45, 15:45, 15:45] = True
+    method = {"method": "robust-range"}
+    alone = preprocess.normalise(tissue, method)
+    in_padding = preprocess.normalise(padded, method, inside)[15:45, 15:45, 15:45]
+    np.testing.assert_allclose(in_padding, alone, atol=1e-6)
+    arbitrary_units = preprocess.normalise(tissue * 7.5 + 30000.0, method)  # cone-beam gray values
+    np.testing.assert_allclose(arbitrary_units, alone, atol=1e-5)
+    assert alone.min() == -1.0 and alone.max() == 1.0
+    # The old per-volume z-score moves with the padding: the reason for the new method.
+    zscore = {"method": "volume-zscore"}
+    shifted = preprocess.normalise(padded, zscore)[15:45, 15:45, 15:45] - preprocess.normalise(tissue, zscore)
+    assert np.abs(shifted).max() > 0.1
+
+
+def test_prepare_uses_the_footprint_for_a_tight_crop():
+    values = np.linspace(0.0, 1000.0, 10 * 12 * 14, dtype=np.float32).reshape(10, 12, 14)
+    scan = sitk.GetImageFromArray(values)
+    scan.SetSpacing((0.5, 0.5, 0.5))
+    prepared = preprocess.prepare(scan, 32, {"method": "robust-range"}, min_extent_mm=20.0)
+    inside = preprocess.scan_footprint(scan, prepared.grid)
+    assert inside.mean() < 0.2  # a 7 mm crop in a 20 mm cube
+    assert prepared.array[~inside].max() == -1.0  # padding reads as the darkest value
+    assert np.percentile(prepared.array[inside], 50) > -0.5  # the scan keeps its full range
