@@ -94,3 +94,30 @@ def test_folds_keep_each_scan_in_one_fold():
     folds = folds_of(cases, 4)
     assert sorted(c for fold in folds for c in fold) == cases
     assert all(len(set(a) & set(b)) == 0 for i, a in enumerate(folds) for b in folds[i + 1:])
+
+
+def test_an_interrupted_training_resumes_where_it_stopped(tmp_path, capsys):
+    """A finished stage is not trained again; a stage stopped mid-way goes on from its last epoch
+    (its budget counting the time already spent); other settings start afresh."""
+    from innerear_training import train
+
+    arguments = [
+        "--out", str(tmp_path / "model"), "--workdir", str(tmp_path / "work"), "--cache", str(tmp_path / "cache"),
+        "--train-phantoms", "1", "--modalities", "clinical", "--grid", "32", "--base", "4",
+        "--max-epochs", "2", "--steps-per-epoch", "1", "--batch", "4", "--val-fraction", "0",
+        "--min-extent-mm", "40", "--specimens", "",
+    ]
+    assert train.main(arguments) == 0
+    capsys.readouterr()
+    (tmp_path / "work" / "stage3.pt").unlink()  # as if stopped during stage 3
+    partial = torch.load(tmp_path / "work" / "stage3.partial.pt", weights_only=False)
+    partial.update(epoch=1, history=partial["history"][:1])
+    torch.save(partial, tmp_path / "work" / "stage3.partial.pt")
+    assert train.main(arguments) == 0
+    log = capsys.readouterr().out
+    assert log.count("not retrained") == 2
+    assert "stage 3: resuming after epoch 1" in log
+    assert "stage 3 (axial) epoch 2" in log and "stage 3 (axial) epoch 1" not in log
+    assert train.main(arguments[:-2] + ["--specimens", "", "--seed", "1"]) == 0
+    log = capsys.readouterr().out
+    assert "not retrained" not in log and "from other settings; starting afresh" in log

@@ -25,6 +25,7 @@ from InnerEarSegmentationLib.terminology import terminology_entry
 
 DEFAULT_CACHE = Path(os.environ.get("INNEREAR_CACHE", "/tmp/innerear-cache"))
 LIB = Path(preprocess.__file__).resolve().parent
+SYNTH = Path(__file__).resolve().parent.parent / "innerear_synth"
 STRUCTURE_LABELS = [
     {"value": 1, "name": "Cochlea", "color": [0.91, 0.76, 0.24],
      "terminology": terminology_entry("Cochlea"),
@@ -65,13 +66,12 @@ class Case:
 
 
 def _source_key() -> str:
-    """Short hash of preprocess.py and phantom.py (INNEREAR_CACHE_SOURCE_KEY overrides it, to
+    """Short hash of preprocess.py, phantom.py and the renderer (INNEREAR_CACHE_SOURCE_KEY overrides it, to
     reuse a cache across edits known not to change the data)."""
     if os.environ.get("INNEREAR_CACHE_SOURCE_KEY"):
         return os.environ["INNEREAR_CACHE_SOURCE_KEY"]
     digest = hashlib.sha256()
-    for name in ("preprocess.py", "phantom.py"):
-        path = LIB / name
+    for path in [LIB / "preprocess.py", LIB / "phantom.py", *sorted(SYNTH.glob("*.py"))]:
         if path.is_file():
             digest.update(path.read_bytes())
     return digest.hexdigest()[:10]
@@ -110,26 +110,29 @@ def _resampled(image: sitk.Image, grid_size: int, labels_for_grid, min_extent_mm
     model_grid + resample_to_grid here, normalise in :func:`_make_case` (same calls as prepare)."""
     grid = preprocess.model_grid(image, grid_size, min_extent_mm)
     raw = preprocess.resample_to_grid(image, grid)
+    inside = preprocess.scan_footprint(image, grid)
     labels = labels_for_grid(grid)
     if isinstance(labels, sitk.Image):
         labels = sitk.GetArrayFromImage(labels)
-    labels = np.asarray(labels, dtype=np.uint8)
-    return {"raw": raw.astype(np.float32), "labels": labels,
+    labels = np.asarray(labels, dtype=np.uint8) * inside  # nothing to find outside the field of view
+    return {"raw": raw.astype(np.float32), "labels": labels.astype(np.uint8), "inside": inside,
             "grid": np.frombuffer(json.dumps(_grid_to_dict(grid)).encode(), dtype=np.uint8)}
 
 
 def _make_case(name: str, arrays: dict[str, np.ndarray], normalisation: dict, meta: dict) -> Case:
     grid = json.loads(bytes(arrays["grid"]).decode())
-    image = preprocess.normalise(arrays["raw"], normalisation)
+    image = preprocess.normalise(arrays["raw"], normalisation, arrays.get("inside"))
     case = Case(name, image, arrays["labels"], float(grid["spacing"][0]), dict(meta))
     case.meta["grid"] = grid
     case.meta["raw"] = arrays["raw"]  # kept for 'zscore' statistics; dropped by strip_raw()
+    case.meta["inside"] = arrays.get("inside")
     return case
 
 
 def strip_raw(cases: Iterable[Case]) -> None:
     for case in cases:
         case.meta.pop("raw", None)
+        case.meta.pop("inside", None)
 
 
 # ----------------------------------------------------------------------------- phantoms
@@ -142,14 +145,20 @@ def phantom_scan(seed: int, modality: str, **kwargs):
 
 def phantom_case(seed: int, modality: str, grid_size: int, normalisation: dict,
                  cache: Path | None = DEFAULT_CACHE, phantom_kwargs: dict | None = None,
-                 min_extent_mm: float = 0.0) -> Case:
+                 min_extent_mm: float = 0.0, restyle: bool = False) -> Case:
+    """A phantom on the model grid; ``restyle`` draws it a random appearance (seeded by ``seed``)."""
     phantom_kwargs = dict(phantom_kwargs or {})
     tag = hashlib.sha256(json.dumps(phantom_kwargs, sort_keys=True).encode()).hexdigest()[:6]
-    key = f"phantom-{modality}-{seed}-{_grid_key(grid_size, min_extent_mm)}-{tag}-{_source_key()}"
+    style = "-restyled" if restyle else ""
+    key = f"phantom{style}-{modality}-{seed}-{_grid_key(grid_size, min_extent_mm)}-{tag}-{_source_key()}"
 
     def build():
         phantom = phantom_scan(seed, modality, **phantom_kwargs)
         image = phantom.image()
+        if restyle:
+            from innerear_synth.phantom_style import restyle as restyle_scan
+
+            image = restyle_scan(image, np.random.default_rng([seed, 7]))
         arrays = _resampled(image, grid_size, phantom.labels_on, min_extent_mm)
         arrays["source_spacing"] = np.array(image.GetSpacing(), dtype=np.float64)
         arrays["source_size"] = np.array(image.GetSize(), dtype=np.int64)
@@ -157,6 +166,7 @@ def phantom_case(seed: int, modality: str, grid_size: int, normalisation: dict,
 
     arrays = _cached(key, cache, build)
     meta = {"source": "phantom", "seed": seed, "modality": modality, "phantom_kwargs": phantom_kwargs,
+            "restyled": restyle,
             "source_spacing_mm": [float(s) for s in arrays.get("source_spacing", [])],
             "source_size": [int(s) for s in arrays.get("source_size", [])]}
     return _make_case(f"{modality}-{seed}", arrays, normalisation, meta)
@@ -172,16 +182,51 @@ def phantom_options(modality: str, microct_max_size: int | None) -> dict:
 
 def phantom_cases(seeds: Iterable[int], modalities: list[str], grid_size: int, normalisation: dict,
                   cache: Path | None = DEFAULT_CACHE, log=print, microct_max_size: int | None = None,
-                  min_extent_mm: float = 0.0) -> list[Case]:
+                  min_extent_mm: float = 0.0, restyle: bool = False) -> list[Case]:
     """Phantoms for each seed, the modality alternating through ``modalities``."""
     cases = []
     for index, seed in enumerate(seeds):
         modality = modalities[index % len(modalities)]
         cases.append(phantom_case(seed, modality, grid_size, normalisation, cache,
-                                  phantom_options(modality, microct_max_size), min_extent_mm))
+                                  phantom_options(modality, microct_max_size), min_extent_mm, restyle))
         if log:
             log(f"  prepared {cases[-1].name} (grid spacing {cases[-1].spacing:.3f} mm, "
                 f"{int((cases[-1].labels > 0).sum())} labyrinth voxels)")
+    return cases
+
+
+# ----------------------------------------------------------------------------- real anatomy
+def rendered_case(specimen: str, index: int, seed: int, grid_size: int, normalisation: dict,
+                  cache: Path | None = DEFAULT_CACHE, min_extent_mm: float = 0.0) -> Case:
+    """Draw ``index`` of a real specimen (innerear_synth.render), prepared as inference prepares a scan."""
+    key = f"render-{specimen}-{seed}-{index}-{_grid_key(grid_size, min_extent_mm)}-{_source_key()}"
+
+    def build():
+        from innerear_synth.render import load_specimen, render_scan
+
+        rng = np.random.default_rng([seed, index, sum(specimen.encode())])
+        scan, labels_on, description = render_scan(load_specimen(specimen), rng)
+        arrays = _resampled(scan, grid_size, labels_on, min_extent_mm)
+        arrays["description"] = np.frombuffer(json.dumps(description).encode(), dtype=np.uint8)
+        return arrays
+
+    arrays = _cached(key, cache, build)
+    meta = {"source": "rendered specimen", "specimen": specimen, "index": index,
+            "render": json.loads(bytes(arrays["description"]).decode())}
+    return _make_case(f"{specimen}-r{index}", arrays, normalisation, meta)
+
+
+def rendered_cases(specimens: list[str], per_specimen: int, seed: int, grid_size: int, normalisation: dict,
+                   cache: Path | None = DEFAULT_CACHE, log=print, min_extent_mm: float = 0.0) -> list[Case]:
+    """``per_specimen`` random renders of each specimen (half of them mirrored: the other ear)."""
+    cases = []
+    for index in range(per_specimen):
+        for specimen in specimens:
+            cases.append(rendered_case(specimen, index, seed, grid_size, normalisation, cache, min_extent_mm))
+            if log:
+                render = cases[-1].meta["render"]
+                log(f"  rendered {cases[-1].name}: {render['protocol']}, {render['field']} field, "
+                    f"{render['voxel_mm']} mm voxels, {int((cases[-1].labels > 0).sum())} labyrinth voxels on the grid")
     return cases
 
 

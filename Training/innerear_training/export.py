@@ -29,6 +29,23 @@ DESCRIPTION = (
     "expect errors on real patient or specimen CT until a model trained on real, labelled scans "
     "replaces it."
 )
+ANATOMY_DESCRIPTION = (
+    "Auto-context cascade of three 2D U-Nets (coronal, sagittal, axial) for the inner ear. "
+    "Trained on CT-like images rendered with random appearance, pose, field of view and voxel size "
+    "from the hand-drawn labels of {count} real human temporal bones ({specimens}; research-use data, "
+    "no licence stated by its source) and on procedural phantoms. Measured only on renderings of "
+    "those specimens and on phantoms (see the manifest's 'evaluation'), never on clinical patient "
+    "scans: NOT for clinical use."
+)
+
+
+def describe(data: dict) -> str:
+    """The manifest's description for what the model was trained on."""
+    anatomy = data.get("real_anatomy")
+    if not anatomy:
+        return DESCRIPTION
+    specimens = anatomy["specimens"]
+    return ANATOMY_DESCRIPTION.format(count=len(specimens), specimens=", ".join(specimens))
 
 
 def manifest_data(stage_files: list[str], labels: list[dict], normalisation: dict, grid: int,
@@ -68,6 +85,7 @@ def write_model_folder(out: Path, onnx_paths: list[Path], labels: list[dict], no
     record = dict(record)
     record.pop("history", None)  # the per-epoch history stays in the work folder's training.json
     data = manifest_data(names, labels, normalisation, settings["grid"], record, model_id, version,
+                         description=describe(record.get("data", {})),
                          min_extent_mm=settings.get("min_extent_mm", 0.0))
     save_manifest(out, data)
     load_model(out)
@@ -80,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, required=True, help="folder with stageN.pt and training.json")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--labels", type=Path, help="JSON label table (default: the three structures)")
-    parser.add_argument("--normalisation", default='{"method": "volume-zscore"}')
+    parser.add_argument("--normalisation", default='{"method": "robust-range"}')
     parser.add_argument("--id", default="innerear-phantom")
     parser.add_argument("--version", default="1.0.0")
     args = parser.parse_args(argv)

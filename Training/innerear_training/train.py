@@ -4,6 +4,13 @@
     python -m innerear_training.train --out /tmp/innerear-model --train-phantoms 48 \
         --modalities clinical,microct --grid 128 --base 16 --stage-minutes 15
 
+The shipped model's recipe is a file of arguments (later arguments override it):
+
+    python -m innerear_training.train @recipes/model-2.0.args --out /tmp/model-2.0
+
+Run the same command again after an interruption: finished stages are kept and the stage that
+was running goes on from its last epoch. A CUDA GPU is used where there is one.
+
 Stage 1 sees [image] on coronal slices, stage 2 [image, stage-1 mask] on sagittal slices, stage 3
 [image, stage-2 mask, stage-1 mask] on axial slices. Each mask is the stage's post-processed output
 (foreground = 1 - p(background) >= 0.5, largest 26-connected component) computed by the *exported*
@@ -166,11 +173,13 @@ def evaluate_slices(net, pool: SlicePool, pairs, batch: int) -> tuple[float, flo
     labyrinth Dice and the pooled hard Dice of each structure (so that early stopping watches
     the structure labels as well as the labyrinth)."""
     net.eval()
+    device = next(net.parameters()).device
     losses = []
     classes = None
     with torch.inference_mode():
         for start in range(0, len(pairs), batch):
             x, y = pool.batch(pairs[start:start + batch], augment=False)
+            x, y = x.to(device), y.to(device)
             logits = net(x)
             losses.append(float(dice_ce_loss(logits, y)) * len(x))
             predicted = logits.argmax(1)
@@ -185,23 +194,51 @@ def evaluate_slices(net, pool: SlicePool, pairs, batch: int) -> tuple[float, flo
     return sum(losses) / max(len(pairs), 1), score
 
 
+def training_device() -> torch.device:
+    """A CUDA GPU where there is one, else the CPU (the slices are small; both work)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _same_run(stored: dict, config: TrainConfig) -> bool:
+    return stored.get("config") == json.loads(json.dumps(asdict(config)))
+
+
 def train_stage(number: int, view: str, train: SlicePool, val: SlicePool | None, in_channels: int,
-                num_classes: int, config: TrainConfig) -> tuple[UNet2D, list[dict]]:
-    """Trains one U-Net; early stopping on validation Dice, the best weights kept."""
+                num_classes: int, config: TrainConfig, workdir: Path | None = None) -> tuple[UNet2D, list[dict]]:
+    """Trains one U-Net; early stopping on validation Dice, the best weights kept.
+
+    After every epoch the whole state goes to ``workdir/stageN.partial.pt``; a run started again
+    with the same settings continues from there (epoch, optimiser, best weights, time spent)."""
     torch.manual_seed(config.seed + number)
+    device = training_device()
     net = UNet2D(in_channels, num_classes, config.base, config.arch, config.dropout)
     init = config.extra.get("init_from")
     if init and (Path(init) / f"stage{number}.pt").is_file():
         net.load_state_dict(torch.load(Path(init) / f"stage{number}.pt", map_location="cpu")["state"])
         log(f"stage {number}: starting from {Path(init) / f'stage{number}.pt'}")
+    net.to(device)
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, mode="max", factor=0.5, patience=config.plateau_patience)
     val_pairs = val.draw()[:: config.val_every] if val is not None else []
-    best, best_state, history, stale = -float("inf"), None, [], 0
-    started = time.time()
+    best, best_state, history, stale, first_epoch, spent = -float("inf"), None, [], 0, 1, 0.0
+    checkpoint = workdir / f"stage{number}.partial.pt" if workdir is not None else None
+    if checkpoint is not None and checkpoint.is_file():
+        stored = torch.load(checkpoint, map_location=device, weights_only=False)
+        if _same_run(stored, config):
+            net.load_state_dict(stored["net"])
+            optimiser.load_state_dict(stored["optimiser"])
+            scheduler.load_state_dict(stored["scheduler"])
+            best, best_state, history, stale = stored["best"], stored["best_state"], stored["history"], stored["stale"]
+            first_epoch, spent = stored["epoch"] + 1, stored["seconds"]
+            log(f"stage {number}: resuming after epoch {stored['epoch']} ({spent / 60:.1f} min done)")
+        else:
+            log(f"stage {number}: {checkpoint.name} is from other settings; starting afresh")
+    started = time.time() - spent
     minutes = config.stage_minutes[min(number, len(config.stage_minutes)) - 1]
     budget = minutes * 60
-    for epoch in range(1, config.max_epochs + 1):
+    for epoch in range(first_epoch, config.max_epochs + 1):
+        if time.time() - started > budget or stale >= config.patience:
+            break
         pairs = train.draw()
         order = train.rng.permutation(len(pairs))
         steps = min(config.steps_per_epoch, max(1, len(pairs) // config.batch))
@@ -213,7 +250,7 @@ def train_stage(number: int, view: str, train: SlicePool, val: SlicePool | None,
                 break
             x, y = train.batch(chosen, augment=True)
             optimiser.zero_grad()
-            loss = dice_ce_loss(net(x), y)
+            loss = dice_ce_loss(net(x.to(device)), y.to(device))
             loss.backward()
             optimiser.step()
             losses.append(loss.item())
@@ -236,14 +273,17 @@ def train_stage(number: int, view: str, train: SlicePool, val: SlicePool | None,
         log(f"stage {number} ({view}) epoch {epoch}: train loss {record['train_loss']:.4f}, "
             f"val loss {val_loss:.4f}, val score {val_dice:.4f}{' *' if improved else ''} "
             f"[{record['minutes']:.1f} min, lr {record['lr']:.0e}]")
+        if checkpoint is not None:
+            torch.save({"config": json.loads(json.dumps(asdict(config))), "epoch": epoch, "net": net.state_dict(),
+                        "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(), "best": best,
+                        "best_state": best_state, "history": history, "stale": stale,
+                        "seconds": time.time() - started}, checkpoint)
         if stale >= config.patience:
             log(f"stage {number}: early stop (no improvement for {config.patience} epochs)")
-            break
-        if time.time() - started > budget:
+        elif time.time() - started > budget:
             log(f"stage {number}: time budget of {minutes} min reached")
-            break
     net.load_state_dict(best_state)
-    net.eval()
+    net.cpu().eval()
     return net, history
 
 
@@ -296,7 +336,15 @@ def train_cascade(train_cases, val_cases, config: TrainConfig, workdir: Path, nu
         log(f"stage {number}: {stage['view']} slices, channels {stage['channels']}, "
             f"~{len(train_pool.draw())} training slices in the pool")
         reuse = config.extra.get("reuse_from")
-        if reuse and number <= int(config.extra.get("reuse_stages", 0)):
+        finished = workdir / f"{stage['name']}.pt"
+        stored = torch.load(finished, map_location="cpu", weights_only=False) if finished.is_file() else {}
+        if _same_run(stored.get("run", {}), config):
+            net = UNet2D(**stored["config"])
+            net.load_state_dict(stored["state"])
+            net.eval()
+            history = stored.get("history", [])
+            log(f"stage {number}: finished in an earlier run of these settings ({finished}); not retrained")
+        elif reuse and number <= int(config.extra.get("reuse_stages", 0)):
             stored = torch.load(Path(reuse) / f"{stage['name']}.pt", map_location="cpu")
             net = UNet2D(**stored["config"])
             net.load_state_dict(stored["state"])
@@ -305,8 +353,9 @@ def train_cascade(train_cases, val_cases, config: TrainConfig, workdir: Path, nu
             log(f"stage {number}: reused {Path(reuse) / (stage['name'] + '.pt')} (not retrained)")
         else:
             net, history = train_stage(number, stage["view"], train_pool, val_pool, len(stage["channels"]),
-                                       num_classes, config)
-        torch.save({"config": net.config, "state": net.state_dict()}, workdir / f"{stage['name']}.pt")
+                                       num_classes, config, workdir)
+        torch.save({"config": net.config, "state": net.state_dict(), "history": history,
+                    "run": {"config": json.loads(json.dumps(asdict(config)))}}, finished)
         onnx_path = workdir / stage["file"]
         error = export_stage(net, onnx_path, len(stage["channels"]))
         log(f"stage {number}: exported {onnx_path.name} (onnxruntime vs torch max diff {error:.1e})")
@@ -351,7 +400,13 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--microct-max-size", type=int, default=256,
                        help="cap on micro-CT phantom voxels per axis (generation time grows as its cube)")
     group.add_argument("--cache", type=Path, default=datamod.DEFAULT_CACHE, help="prepared-volume cache")
-    group.add_argument("--normalisation", choices=["volume-zscore", "zscore"], default="volume-zscore")
+    group.add_argument("--normalisation", choices=["robust-range", "volume-zscore", "zscore"], default="robust-range")
+    group.add_argument("--specimens", default="",
+                       help="real specimens to render (innerear_synth), e.g. RT143,RT138,RT147,LT143; beside the phantoms")
+    group.add_argument("--renders-per-specimen", type=int, default=24, help="random renders of each specimen")
+    group.add_argument("--render-seed", type=int, default=0, help="seed of the renders (other seeds: other draws)")
+    group.add_argument("--restyle-phantoms", action="store_true",
+                       help="draw each phantom a random appearance (gray values, noise, bias, units)")
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -415,12 +470,31 @@ def load_cases(args, normalisation: dict) -> tuple[list, dict]:
         modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]
         seeds = list(range(args.seed_start, args.seed_start + args.train_phantoms))
         cases = datamod.phantom_cases(seeds, modalities, args.grid, normalisation, args.cache, log=log,
-                                      microct_max_size=args.microct_max_size, min_extent_mm=args.min_extent_mm)
+                                      microct_max_size=args.microct_max_size, min_extent_mm=args.min_extent_mm,
+                                      restyle=args.restyle_phantoms)
         described = {"source": "synthetic phantoms (InnerEarSegmentationLib.phantom)",
-                     "seeds": [seeds[0], seeds[-1]], "count": len(cases),
-                     "microct_max_size": args.microct_max_size,
+                     "seeds": [seeds[0], seeds[-1]] if seeds else [], "count": len(cases),
+                     "microct_max_size": args.microct_max_size, "restyled": args.restyle_phantoms,
                      "modalities": {m: sum(c.meta["modality"] == m for c in cases) for m in modalities}}
+    specimens = [s.strip() for s in args.specimens.split(",") if s.strip()]
+    if specimens:
+        rendered = datamod.rendered_cases(specimens, args.renders_per_specimen, args.render_seed, args.grid,
+                                          normalisation, args.cache, log=log, min_extent_mm=args.min_extent_mm)
+        described = {"phantoms": described, "real_anatomy": {
+            "source": "Training/data/real-anatomy (from shared/data/temporal-bone-labels; LCSR-SICKKIDS/"
+                      "volumetric_drilling, no licence stated: research use)",
+            "specimens": specimens, "renders_per_specimen": args.renders_per_specimen,
+            "render_seed": args.render_seed, "renderer": "innerear_synth.render (randomised appearance, "
+                                                         "pose, field, voxel size; half mirrored)"}}
+        cases = _interleave(cases, rendered)
     return cases, described
+
+
+def _interleave(first: list, second: list) -> list:
+    """Both lists mixed evenly, so every k-th case (validation) samples both."""
+    merged = [(i / max(len(first), 1), c) for i, c in enumerate(first)]
+    merged += [((i + 0.5) / max(len(second), 1), c) for i, c in enumerate(second)]
+    return [c for _, c in sorted(merged, key=lambda pair: pair[0])]
 
 
 def split_validation(cases: list, fraction: float, seed: int) -> tuple[list, list]:
@@ -435,7 +509,8 @@ def split_validation(cases: list, fraction: float, seed: int) -> tuple[list, lis
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m innerear_training.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     fromfile_prefix_chars="@")
     parser.add_argument("--out", type=Path, required=True, help="model folder to write")
     parser.add_argument("--workdir", type=Path, help="checkpoints and logs (default: OUT/../OUT-work)")
     parser.add_argument("--val-fraction", type=float, default=0.15, help="scans held out for early stopping")
@@ -448,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = config_from(args)
     started = time.time()
-    normalisation = {"method": "volume-zscore"}
+    normalisation = {"method": args.normalisation if args.normalisation != "zscore" else "volume-zscore"}
     cases, described = load_cases(args, normalisation)
     train_cases, val_cases = split_validation(cases, args.val_fraction, args.seed)
     if args.normalisation == "zscore":
