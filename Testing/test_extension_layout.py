@@ -32,7 +32,7 @@ def test_every_library_script_is_listed_and_exists():
 
 def test_resources_exist():
     missing = [r for r in _cmake_list("MODULE_PYTHON_RESOURCES") if not (MODULE / r).is_file()]
-    if (MODULE / "InnerEarSegmentationLib" / "models" / "innerear-phantom").is_dir():
+    if (MODULE / "InnerEarSegmentationLib" / "models" / "innerear-anatomy").is_dir():
         assert missing == []
     else:
         assert [m for m in missing if "/models/" not in m] == []

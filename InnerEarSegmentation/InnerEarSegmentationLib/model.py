@@ -19,7 +19,7 @@ from .slicing import VIEW_AXES
 
 MANIFEST_NAME = "manifest.json"
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_MODEL_ID = "innerear-phantom"
+DEFAULT_MODEL_ID = "innerear-anatomy"
 
 
 @dataclass(frozen=True)

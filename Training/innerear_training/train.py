@@ -548,7 +548,8 @@ def main(argv: list[str] | None = None) -> int:
         "stage_minutes": [round(m, 2) for m in result["stage_minutes"]],
         "total_minutes": round((time.time() - started) / 60, 2),
         "config": asdict(config),
-        "augmentation": "intensity scale 0.9-1.1 and offset +-0.1 (normalised units); left/right mirroring",
+        "augmentation": ("every rendered scan a random draw (innerear_synth) and restyled phantoms, " if args.specimens else "")
+                        + "intensity scale 0.9-1.1 and offset +-0.1 (normalised units); left/right mirroring",
         "crop": f"{config.crop}x{config.crop} windows, 80% around a labyrinth pixel" if config.crop else "whole slices",
         "slices": f"all slices cutting the labyrinth bounding box +{config.margin}, plus {config.other_fraction:.0%} of the others per epoch",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
