@@ -193,3 +193,20 @@ def test_loso_command_end_to_end(tmp_path, tiny_model):
     assert len(list((tmp_path / "cases").glob("*-truth.nrrd"))) == 3
     pngs = list((tmp_path / "png").glob("*.png"))
     assert len(pngs) == 2 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def test_methods_plan_and_paired_test():
+    from innerear_testrender import loso
+    from innerear_testrender.report import wilcoxon
+
+    methods = loso.parse_methods("a,b", "RT143=x,LT143=x", True)
+    assert [m.name for m in methods] == ["a", "b", "held-out fold model", "a (single U-Net)", "b (single U-Net)",
+                                         "held-out fold model (single U-Net)"]
+    assert methods[2].folder_for("LT143") == Path("x") and methods[5].last_stage == 1 and methods[0].last_stage is None
+    with pytest.raises(KeyError):
+        methods[2].folder_for("RT138")  # a fold model is never used on a specimen it was not made for
+    plan = loso.scan_plan(1, ["microct", "clinical", "cbct"], 3, 1, 0, "crop", "alternate")
+    assert len(plan) == 12 and len({p["seed"] for p in plan}) == 12
+    assert sum(p["mirror"] for p in plan) == 6 and sum(p["fov"] == "tight" for p in plan) == 3
+    assert wilcoxon([0.9] * 6, [0.9] * 6).startswith("n/a")  # saturated: no p-value
+    assert wilcoxon([0.9, 0.8, 0.85, 0.7, 0.95, 0.9], [0.8, 0.6, 0.55, 0.3, 0.45, 0.55]).startswith("0.031")
