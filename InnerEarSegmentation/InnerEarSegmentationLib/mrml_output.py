@@ -105,9 +105,11 @@ def write_result(scene, volume_node, labelmap: sitk.Image, labels: Iterable[Labe
         segmentation_node.CreateDefaultDisplayNodes()
     was_modifying = segmentation_node.StartModify()
     try:
+        # Transform first: the geometry call folds any volume-to-segmentation transform into the
+        # grid, so with the transform set after it a moved scan's transform counted twice.
+        place_next_to(segmentation_node, volume_node)
         segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
         fill_segments(segmentation_node, labelmap, labels)
-        place_next_to(segmentation_node, volume_node)
         if report is not None:
             segmentation_node.SetAttribute(REPORT_ATTRIBUTE, json.dumps(report, default=str))
     finally:
@@ -140,7 +142,7 @@ def report_of(segmentation_node) -> Optional[dict[str, Any]]:
 
 
 def segment_terminology(segment) -> str:
-    """A segment's terminology tag in any Slicer 5 version (GetTerminology is newer than 5.6)."""
+    """A segment's terminology tag in any Slicer 5 version (vtkSegment.GetTerminology is new in 5.10)."""
     if hasattr(segment, "GetTerminology"):
         return segment.GetTerminology()
     value = vtk.reference("")
