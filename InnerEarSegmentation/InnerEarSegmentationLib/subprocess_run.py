@@ -22,6 +22,7 @@ import SimpleITK as sitk
 
 from . import errors
 from .labels import Label
+from .processes import no_console_window
 from .progress import Progress
 from .worker import EVENTS_FILE, JOB_FILE, LABELMAP_FILE, RESULT_FILE
 
@@ -38,13 +39,6 @@ class ProcessResult:
     labelmap: sitk.Image
     labels: tuple[Label, ...]
     report: dict[str, Any]
-
-
-def no_console_window() -> dict[str, Any]:
-    """Popen arguments that keep Windows from opening a console window for a child process."""
-    if sys.platform != "win32":
-        return {}
-    return {"creationflags": subprocess.CREATE_NO_WINDOW}
 
 
 def child_environment(base: Optional[dict[str, str]] = None) -> dict[str, str]:
