@@ -31,14 +31,15 @@ class SegmentationRun:
 
     def __init__(self, volume_node, segmentation_node=None, model: Any = None, device: str = "auto",
                  replace: bool = False, smoothing: float = 0.5, keep_largest_component: bool = True,
-                 show3d: bool = True, python: Optional[str] = None) -> None:
+                 show3d: bool = True, python: Optional[str] = None, preview: bool = False) -> None:
         check_can_write(segmentation_node, replace)
         self.volume_node, self.segmentation_node = volume_node, segmentation_node
         self.scene = volume_node.GetScene()
         self.replace, self.smoothing, self.show3d = replace, smoothing, show3d
         self.scene_closed = False
+        self.preview_png: Optional[bytes] = None
         self.process = SegmentationProcess(sitk_from_volume_node(volume_node), str(model or ""), device,
-                                           keep_largest_component, volume_node.GetName(), python)
+                                           keep_largest_component, volume_node.GetName(), preview, python)
         self._observations = [
             (self.scene, self.scene.AddObserver(self.scene.StartCloseEvent, self._on_scene_closing)),
             (self.scene, self.scene.AddObserver(self.scene.NodeRemovedEvent, self._on_node_removed)),
@@ -74,6 +75,7 @@ class SegmentationRun:
                 raise Cancelled("The scene was closed or the volume removed during the segmentation; "
                                 "nothing was written.")
             result = self.process.result()
+            self.preview_png = result.preview_png
             return write_result(self.scene, self.volume_node, result.labelmap, result.labels,
                                 self.segmentation_node, self.replace, self.smoothing, self.show3d,
                                 result.report)

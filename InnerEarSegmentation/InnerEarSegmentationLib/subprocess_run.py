@@ -24,7 +24,7 @@ from . import errors
 from .labels import Label
 from .processes import no_console_window
 from .progress import Progress
-from .worker import EVENTS_FILE, JOB_FILE, LABELMAP_FILE, RESULT_FILE
+from .worker import EVENTS_FILE, JOB_FILE, LABELMAP_FILE, PREVIEW_FILE, RESULT_FILE
 
 LIBRARY_PARENT = Path(__file__).resolve().parent.parent
 SCAN_FILE = "scan.nrrd"
@@ -39,6 +39,7 @@ class ProcessResult:
     labelmap: sitk.Image
     labels: tuple[Label, ...]
     report: dict[str, Any]
+    preview_png: Optional[bytes] = None  # the QC picture, when asked for and drawn
 
 
 def child_environment(base: Optional[dict[str, str]] = None) -> dict[str, str]:
@@ -57,14 +58,15 @@ class SegmentationProcess:
     """
 
     def __init__(self, image: sitk.Image, model: str = "", device: str = "auto",
-                 keep_largest_component: bool = True, source: str = "",
+                 keep_largest_component: bool = True, source: str = "", preview: bool = False,
                  python: Optional[str] = None, env: Optional[dict[str, str]] = None) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="inner-ear-seg-"))
         self.python = python or sys.executable
         self.env = child_environment(env)
         self._image: Optional[sitk.Image] = image
         self._job = {"scan": SCAN_FILE, "model": str(model or ""), "device": device,
-                     "keep_largest_component": bool(keep_largest_component), "source": source}
+                     "keep_largest_component": bool(keep_largest_component), "source": source,
+                     "preview": bool(preview)}
         self._process: Optional[subprocess.Popen] = None
         self._offset = 0
         self._pending = b""
@@ -139,8 +141,9 @@ class SegmentationProcess:
             if self._result is None:
                 data = json.loads((self.folder / RESULT_FILE).read_text(encoding="utf-8"))
                 labels = tuple(Label.from_dict(label) for label in data["labels"])
+                preview = self.folder / PREVIEW_FILE
                 self._result = ProcessResult(sitk.ReadImage(str(self.folder / LABELMAP_FILE)), labels,
-                                             data["report"])
+                                             data["report"], preview.read_bytes() if preview.is_file() else None)
             return self._result
         error_class = getattr(errors, str(outcome.get("kind")), None)
         if isinstance(error_class, type) and issubclass(error_class, errors.InnerEarError):

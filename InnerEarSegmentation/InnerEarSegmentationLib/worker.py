@@ -20,6 +20,7 @@ JOB_FILE = "job.json"
 EVENTS_FILE = "events.jsonl"
 LABELMAP_FILE = "labelmap.nrrd"
 RESULT_FILE = "result.json"
+PREVIEW_FILE = "preview.png"
 
 
 class EventLog:
@@ -55,6 +56,10 @@ def run(folder: Path, events: EventLog) -> None:
         temporary.write_text(json.dumps({"labels": [label.to_dict() for label in result.labels],
                                          "report": result.report}), encoding="utf-8")
     events.write(done=True)
+    if job.get("preview"):  # after "done": the segmentation stands even if drawing it fails
+        from .outputs import write_preview
+
+        write_preview(folder / job["scan"], result.labelmap, result.labels, folder / PREVIEW_FILE, overwrite=True)
 
 
 def main(argv: list[str] | None = None) -> int:
