@@ -7,6 +7,9 @@ whose voxel values are the model's label values, so a saved .seg.nrrd keeps valu
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -126,13 +129,22 @@ def export_surfaces(segmentation_node, folder: str | Path, file_format: str = "S
         raise OutputError(f"Surfaces can be exported as STL or OBJ, not {file_format}.")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    before = set(folder.iterdir())
     segmentation_node.CreateClosedSurfaceRepresentation()
-    if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsClosedSurfaceRepresentationToFiles(
-            str(folder), segmentation_node, None, file_format, True, 1.0, merge):
-        raise OutputError(f"Could not write {file_format} files into {folder}; check that the folder is "
-                          "writable and the segmentation is not empty.")
-    return sorted(set(folder.iterdir()) - before)
+    # Written into a fresh folder first, so the files listed are the ones written, even where
+    # they replace earlier exports of the same names.
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=folder))
+    try:
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsClosedSurfaceRepresentationToFiles(
+                str(staging), segmentation_node, None, file_format, True, 1.0, merge):
+            raise OutputError(f"Could not write {file_format} files into {folder}; check that the folder is "
+                              "writable and the segmentation is not empty.")
+        written = []
+        for path in sorted(staging.iterdir()):
+            os.replace(path, folder / path.name)
+            written.append(folder / path.name)
+        return written
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def report_of(segmentation_node) -> Optional[dict[str, Any]]:
