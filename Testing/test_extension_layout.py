@@ -103,3 +103,20 @@ def test_no_removed_python_modules():
         imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
         imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
         assert not imported & {"imp", "distutils", "asynchat", "asyncore"}, path.name
+
+
+def test_user_visible_strings_are_translatable():
+    """Text put on the panel, in dialogs and in menus goes through _() (Slicer's tr), as in
+    Slicer's own modules, so translators can reach it."""
+    shown = {"errorDisplay", "confirmOkCancelDisplay", "addAction", "getExistingDirectory", "getOpenFileName",
+             "getText", "tryWithErrorDisplay"}
+    bare = []
+    for node in ast.walk(_module_tree()):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) in shown:
+            bare += [ast.unparse(a) for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str) and a.value]
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Attribute) and t.attr in ("text", "toolTip", "title")
+                                                for t in node.targets):
+            if isinstance(node.value, ast.JoinedStr) or (isinstance(node.value, ast.Constant) and node.value.value):
+                bare.append(ast.unparse(node.value))
+    assert bare == []
+

@@ -54,5 +54,3 @@ def test_a_shifted_volume_gets_its_own_grid_under_its_own_transform():
     for label in LABELS:
         mask = segment_mask(headless, segmentation, label.name, volume)
         np.testing.assert_array_equal(mask, sitk.GetArrayViewFromImage(image) == label.value)
-
-
