@@ -131,3 +131,16 @@ def test_nvidia_smi_opens_no_console_window_on_windows(monkeypatch):
                         subprocess.CompletedProcess(command, 0, "CUDA Version: 12.4", ""))
     assert dependencies.has_nvidia_gpu()
     assert seen["creationflags"] == 0x08000000 and seen["startupinfo"].dwFlags == 1
+
+
+def test_cuda_and_cudnn_wheels_are_preloaded_before_a_gpu_session(monkeypatch):
+    """No GPU here, so onnxruntime-gpu is stood in for: with the CUDA provider listed, its
+    preload_dlls() (which loads the [cuda,cudnn] wheels' libraries) must run before sessions open."""
+    from InnerEarSegmentationLib import inference
+
+    calls = []
+    stand_in = type("ort", (), {"get_available_providers": staticmethod(lambda: [inference.CUDA, inference.CPU]),
+                                "preload_dlls": staticmethod(lambda: calls.append("preload"))})
+    monkeypatch.setattr(inference, "_onnxruntime", lambda: stand_in)
+    assert inference.choose_providers("auto")[0] == [inference.CUDA, inference.CPU] and calls == ["preload"]
+    assert inference.choose_providers("cpu")[0] == [inference.CPU] and calls == ["preload"]
