@@ -41,7 +41,7 @@ def test_closing_the_scene_mid_run_cancels_and_writes_nothing(tiny_model, how):
         headless.scene.Clear(0)
     else:
         headless.scene.RemoveNode(volume)
-    assert run.finished and time.perf_counter() - clock < 2.0
+    assert run.finished and time.perf_counter() - clock < 2.5
     with pytest.raises(Cancelled, match="scene was closed"):
         run.finish()
     assert headless.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 0
