@@ -88,44 +88,6 @@ class InnerEarSegmentationParameterNode:
     show3D: bool = True
 
 
-class InstallSteps:
-    """pip commands run one after another in the background, polled like a segmentation run."""
-
-    def __init__(self, commands):
-        from InnerEarSegmentationLib.processes import PolledCommand
-
-        self._commands, self._start = list(commands), PolledCommand
-        self.failure = ""
-        self._logFolder = slicer.app.temporaryPath
-        self.current = None
-        self._next()
-
-    def _next(self):
-        command = self._commands.pop(0)
-        self.current = self._start(command, os.path.join(self._logFolder, "InnerEarSegmentation-pip.log"))
-
-    def poll(self):
-        line = self.current.poll()
-        if self.current.finished:
-            if self.current.returncode != 0:
-                from InnerEarSegmentationLib.dependencies import pip_failure
-
-                self.failure = pip_failure(self.current.command, self.current.returncode, self.current.output())
-                self._commands = []
-            elif self._commands:
-                self._next()
-        return line
-
-    @property
-    def finished(self):
-        return self.current.finished and not self._commands
-
-    def cancel(self):
-        self._commands = []
-        self.current.cancel()
-        self.failure = _("Installation cancelled; onnxruntime may be incomplete. Run the segmentation again to repair it.")
-
-
 class InnerEarSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -266,7 +228,11 @@ class InnerEarSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             if plan is None:
                 return
             if plan.needed:
-                steps = InstallSteps(plan.commands(self.logic.pythonExecutable()))
+                from InnerEarSegmentationLib.dependencies import pip_failure
+                from InnerEarSegmentationLib.processes import CommandSequence
+
+                steps = CommandSequence(plan.commands(self.logic.pythonExecutable()), slicer.app.temporaryPath,
+                                        pip_failure)
 
                 def installed(job):
                     if job.failure:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -144,3 +145,28 @@ def test_cuda_and_cudnn_wheels_are_preloaded_before_a_gpu_session(monkeypatch):
     monkeypatch.setattr(inference, "_onnxruntime", lambda: stand_in)
     assert inference.choose_providers("auto")[0] == [inference.CUDA, inference.CPU] and calls == ["preload"]
     assert inference.choose_providers("cpu")[0] == [inference.CPU] and calls == ["preload"]
+
+
+def poll_until_finished(job, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while not job.finished and time.monotonic() < deadline:
+        job.poll()
+        time.sleep(0.02)
+    job.poll()
+
+
+def test_install_commands_run_in_turn_and_the_first_failure_stops_them(tmp_path):
+    """Real child processes standing in for pip (the panel polls these while the GUI stays live)."""
+    marker = tmp_path / "second-ran"
+    ok = [sys.executable, "-c", "print('first done')"]
+    second = [sys.executable, "-c", f"open({str(marker)!r}, 'w').write('x')"]
+    sequence = processes.CommandSequence([ok, second], str(tmp_path), lambda c, code, out: f"failed {code}")
+    poll_until_finished(sequence)
+    assert sequence.finished and not sequence.failure and marker.exists()
+
+    marker.unlink()
+    failing = [sys.executable, "-c", "import sys; print('no network'); sys.exit(3)"]
+    sequence = processes.CommandSequence([failing, second], str(tmp_path),
+                                         lambda c, code, out: f"failed {code}: {out.strip()}")
+    poll_until_finished(sequence)
+    assert sequence.finished and sequence.failure == "failed 3: no network" and not marker.exists()

@@ -46,7 +46,11 @@ class SegmentationRun:
         ]
 
     def start(self) -> "SegmentationRun":
-        self.process.start()
+        try:
+            self.process.start()
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def _on_scene_closing(self, caller=None, event=None) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from typing import Any, Optional
+import os
+from typing import Any, Callable, Optional
 
 
 def no_console_window() -> dict[str, Any]:
@@ -54,3 +55,36 @@ class PolledCommand:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+class CommandSequence:
+    """Commands run one after another in the background (uninstall, then install), polled like one;
+    the first failure stops the rest and ``failure`` says what happened."""
+
+    def __init__(self, commands: list[list[str]], log_folder: str,
+                 describe_failure: Callable[[list[str], int, str], str]) -> None:
+        self._commands, self._log_folder, self._describe = list(commands), log_folder, describe_failure
+        self.failure = ""
+        self.current = self._next()
+
+    def _next(self) -> PolledCommand:
+        return PolledCommand(self._commands.pop(0), os.path.join(self._log_folder, "InnerEarSegmentation-pip.log"))
+
+    def poll(self) -> str:
+        line = self.current.poll()
+        if self.current.finished and not self.failure:
+            if self.current.returncode != 0:
+                self.failure = self._describe(self.current.command, self.current.returncode, self.current.output())
+                self._commands = []
+            elif self._commands:
+                self.current = self._next()
+        return line
+
+    @property
+    def finished(self) -> bool:
+        return self.current.finished and not self._commands
+
+    def cancel(self) -> None:
+        self._commands = []
+        self.current.cancel()
+        self.failure = "Cancelled; onnxruntime may be incomplete. Run the segmentation again to repair it."
