@@ -120,3 +120,11 @@ def test_user_visible_strings_are_translatable():
                 bare.append(ast.unparse(node.value))
     assert bare == []
 
+
+
+def test_the_self_test_does_not_consent_to_installs_for_the_user():
+    """Installing packages into someone's Slicer is their decision, also when a self-test runs."""
+    for node in ast.walk(_class(_module_tree(), "InnerEarSegmentationTest")):
+        if isinstance(node, ast.keyword) and node.arg == "ask":
+            assert not (isinstance(node.value, ast.Lambda) and isinstance(node.value.body, ast.Constant)
+                        and node.value.body.value is True), ast.unparse(node)
