@@ -2,6 +2,8 @@
 
     PYTHONPATH=InnerEarSegmentation python Benchmarks/out_of_process.py [--repeats 3] [--model DIR]
 
+(needs the test extra: slicer-core for the headless scene, set up by Testing/mrml_scene.py)
+
 Command line: ``inner-ear-seg scan.nrrd`` in a fresh process (wall time, startup included).
 Module: the Logic's path (``mrml_segment.segment_volume_node``) on the scan loaded as a volume node
 in a headless MRML scene (slicer-core): write the scan for the child, run the child, read the

@@ -235,6 +235,10 @@ class InnerEarSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
                                         pip_failure)
 
                 def installed(job):
+                    from InnerEarSegmentationLib.errors import Cancelled
+
+                    if job.cancelled:
+                        raise Cancelled(job.failure)
                     if job.failure:
                         raise RuntimeError(job.failure)
                     self.onSegment()

@@ -65,6 +65,7 @@ class CommandSequence:
                  describe_failure: Callable[[list[str], int, str], str]) -> None:
         self._commands, self._log_folder, self._describe = list(commands), log_folder, describe_failure
         self.failure = ""
+        self.cancelled = False
         self.current = self._next()
 
     def _next(self) -> PolledCommand:
@@ -87,4 +88,5 @@ class CommandSequence:
     def cancel(self) -> None:
         self._commands = []
         self.current.cancel()
+        self.cancelled = True
         self.failure = "Cancelled; onnxruntime may be incomplete. Run the segmentation again to repair it."
