@@ -5,6 +5,9 @@ dependencies, MRML output), which is tested headless; this file is the GUI and t
 """
 
 import logging
+import os
+import shutil
+import sys
 import traceback
 from typing import Annotated
 
@@ -12,6 +15,8 @@ import qt
 import slicer
 import vtk
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.i18n import tr as _
+from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
@@ -21,32 +26,55 @@ from slicer.util import VTKObservationMixin
 class InnerEarSegmentation(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "Inner Ear Segmentation"
-        self.parent.categories = ["Segmentation"]
+        self.parent.title = _("Inner Ear Segmentation")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = ["Segmentations", "Terminologies"]
         self.parent.contributors = ["InnerEarSegmentation contributors"]
-        self.parent.helpText = """
+        self.parent.helpText = _("""
 Segments the inner ear (cochlea, vestibule, semicircular canals) from temporal-bone CT or micro-CT,
 fully automatically, with an auto-context cascade of 2D U-Nets (coronal, sagittal, axial) run by
-onnxruntime on the GPU when one is usable. Select the CT and click <b>Segment inner ear</b>.<br><br>
+onnxruntime on the GPU when one is usable. Select the CT and click <b>Segment inner ear</b>.
+To try it without data, load <b>Temporal bone (synthetic)</b> from the Sample Data module.<br><br>
 <b>The shipped model is trained on synthetic phantoms only and is not clinically validated.</b>
 Research use only; not a medical device. Import a model trained on real scans for real work.
-"""
-        self.parent.acknowledgementText = """
+""")
+        self.parent.acknowledgementText = _("""
 The method follows Hussain et al., "Automatic segmentation of inner ear on CT-scan using auto-context
 convolutional neural network", Scientific Reports 2021.
-"""
+""")
         slicer.app.connect("startupCompleted()", loadTerminology)
+        slicer.app.connect("startupCompleted()", registerSampleData)
 
 
 def loadTerminology():
     """Registers our .term.json so Slicer's terminology selector knows cochlea, vestibule, canals."""
     try:
-        from InnerEarSegmentationLib.terminology import context_path
+        from InnerEarSegmentationLib.terminology import load_into_slicer
 
-        slicer.modules.terminologies.logic().LoadTerminologyFromFile(str(context_path()))
+        load_into_slicer(slicer.modules.terminologies.logic())
     except Exception as error:  # never block Slicer's startup over a terminology list
-        logging.warning(f"InnerEarSegmentation: terminology not loaded ({error})")
+        logging.warning(f"InnerEarSegmentation: {error}")
+
+
+def registerSampleData():
+    """Adds "Temporal bone (synthetic)" to the Sample Data module: one click to a scan to try."""
+    import SampleData
+    from InnerEarSegmentationLib import sample_data
+
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category=_("Inner ear"), sampleName=sample_data.SAMPLE_NAME, uris=[""],
+        fileNames=[sample_data.FILE_NAME], nodeNames=[_("Temporal bone (synthetic)")], checksums=[None],
+        thumbnailFileName=os.path.join(os.path.dirname(__file__), "Resources", "Icons",
+                                       "TemporalBoneSynthetic.png"),
+        loadFileTypes=["VolumeFile"], customDownloader=loadSyntheticTemporalBone)
+
+
+def loadSyntheticTemporalBone(source=None):
+    """Generates the sample phantom on first use (seconds, once) and loads it."""
+    from InnerEarSegmentationLib.sample_data import synthetic_temporal_bone
+
+    with slicer.util.tryWithErrorDisplay(_("Could not make the synthetic temporal bone."), waitCursor=True):
+        return slicer.util.loadVolume(str(synthetic_temporal_bone()), {"name": _("Temporal bone (synthetic)")})
 
 
 @parameterNodeWrapper
@@ -79,11 +107,10 @@ class InnerEarSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self.logic = InnerEarSegmentationLogic()
 
         menu = qt.QMenu(self.ui.importModelButton)
-        menu.addAction("From folder…", lambda: self.onImportModel("folder"))
-        menu.addAction("From .zip file…", lambda: self.onImportModel("zip"))
-        menu.addAction("From URL…", lambda: self.onImportModel("url"))
+        menu.addAction(_("From folder…"), lambda: self.onImportModel("folder"))
+        menu.addAction(_("From .zip file…"), lambda: self.onImportModel("zip"))
+        menu.addAction(_("From URL…"), lambda: self.onImportModel("url"))
         self.ui.importModelButton.setMenu(menu)
-        self.ui.resultsTable.horizontalHeader().setSectionResizeMode(0, qt.QHeaderView.Stretch)
         self.ui.progressBar.setRange(0, 1000)
         self._setRunning(False)
 
@@ -93,6 +120,7 @@ class InnerEarSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self.ui.segmentButton.connect("clicked(bool)", self.onSegment)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
+        self.ui.statisticsButton.connect("clicked(bool)", self.onStatistics)
         self._timer = qt.QTimer()
         self._timer.setInterval(100)
         self._timer.connect("timeout()", self._poll)
@@ -115,6 +143,8 @@ class InnerEarSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateState)
 
     def onSceneStartClose(self, caller, event):
+        if self._job is not None:  # a segmentation run also cancels itself on this event
+            self._job.cancel()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
@@ -141,7 +171,7 @@ class InnerEarSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         node = self._parameterNode
         ready = bool(node and node.inputVolume) and self._job is None
         self.ui.segmentButton.enabled = ready
-        self.ui.segmentButton.toolTip = "Run the cascade on the selected CT." if ready else "Select a CT volume."
+        self.ui.segmentButton.toolTip = _("Run the cascade on the selected CT.") if ready else _("Select a CT volume.")
         index = self.ui.modelComboBox.findData(node.model if node else "")
         if index >= 0 and index != self.ui.modelComboBox.currentIndex:
             self.ui.modelComboBox.currentIndex = index
@@ -162,61 +192,71 @@ class InnerEarSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
 
     def onImportModel(self, kind):
         if kind == "folder":
-            source = qt.QFileDialog.getExistingDirectory(None, "Model folder (with manifest.json)")
+            source = qt.QFileDialog.getExistingDirectory(None, _("Model folder (with manifest.json)"))
         elif kind == "zip":
-            source = qt.QFileDialog.getOpenFileName(None, "Model archive", "", "Model archives (*.zip)")
+            source = qt.QFileDialog.getOpenFileName(None, _("Model archive"), "", _("Model archives (*.zip)"))
         else:
-            source = qt.QInputDialog.getText(None, "Import model", "URL of a model .zip or manifest.json:")
+            source = qt.QInputDialog.getText(None, _("Import model"), _("URL of a model .zip or manifest.json:"))
         if not source:
             return
+        from InnerEarSegmentationLib.background import BackgroundJob
         from InnerEarSegmentationLib.model_store import import_model
 
-        def done(folder):
+        def done(job):
+            if job.error is not None:
+                raise job.error
             self.refreshModels()
-            self._parameterNode.model = str(folder)
-            self.ui.statusLabel.text = f"Model imported into {folder}"
+            self._parameterNode.model = str(job.result)
+            self.ui.statusLabel.text = _("Model imported into {folder}").format(folder=job.result)
 
-        self._startJob(lambda progress: import_model(source, progress=progress), done, "Importing model…")
+        job = BackgroundJob(lambda progress: import_model(source, progress=progress)).start()
+        self._startJob(job, done, _("Importing model…"))
 
     # Segmentation ---------------------------------------------------------------------------
 
     def onSegment(self):
         node = self._parameterNode
         output = node.outputSegmentation
-        replace = False
         if output and output.GetSegmentation().GetNumberOfSegments():
             count = output.GetSegmentation().GetNumberOfSegments()
             if not slicer.util.confirmOkCancelDisplay(
-                    f"'{output.GetName()}' already has {count} segment(s). Replace them?", "Replace segmentation"):
+                    _("'{name}' already has {count} segment(s). Replace them?").format(name=output.GetName(), count=count),
+                    _("Replace segmentation")):
                 return
-            replace = True
-        with slicer.util.tryWithErrorDisplay("Cannot start the segmentation.", waitCursor=True):
-            if not self.logic.ensureDependencies():
+        with slicer.util.tryWithErrorDisplay(_("Cannot start the segmentation."), waitCursor=True):
+            plan = self.logic.installPlan(node.device)
+            if plan is None:
                 return
-            from InnerEarSegmentationLib.mrml_output import check_can_write, write_result
-            from InnerEarSegmentationLib.mrml_segment import get_segmenter
-            from InnerEarSegmentationLib.mrml_volume import sitk_from_volume_node
+            if plan.needed:
+                from InnerEarSegmentationLib.dependencies import pip_failure
+                from InnerEarSegmentationLib.processes import CommandSequence
 
-            check_can_write(output, replace)
-            volume, image = node.inputVolume, sitk_from_volume_node(node.inputVolume)
-            settings = (node.model, node.device, node.keepLargestComponent)
+                steps = CommandSequence(plan.commands(self.logic.pythonExecutable()), slicer.app.temporaryPath,
+                                        pip_failure)
 
-        def work(progress):
-            return get_segmenter(*settings).segment(image, progress, source=volume.GetName())
+                def installed(job):
+                    from InnerEarSegmentationLib.errors import Cancelled
 
-        def done(result):
-            segmentation = write_result(slicer.mrmlScene, volume, result.labelmap, result.labels, output,
-                                        replace, node.smoothing, node.show3D, result.report)
-            node.outputSegmentation = segmentation
-            self.ui.statusLabel.text = result.report.get("provider_note", "")
+                    if job.cancelled:
+                        raise Cancelled(job.failure)
+                    if job.failure:
+                        raise RuntimeError(job.failure)
+                    self.onSegment()
 
-        self._startJob(work, done, "Segmenting…")
+                self._startJob(steps, installed, _("Installing onnxruntime ({steps})…").format(steps=plan.describe()))
+                return
+            run = self.logic.startSegmentation(node.inputVolume, output, node.model, node.device, bool(output),
+                                               node.smoothing, node.keepLargestComponent, node.show3D, preview=True)
 
-    def _startJob(self, work, onDone, message):
-        from InnerEarSegmentationLib.background import BackgroundJob
+        def done(job):
+            node.outputSegmentation = job.finish()
+            self._showPreview(job.preview_png)
+            self.ui.statusLabel.text = _("Done.")
 
-        self._onJobDone = onDone
-        self._job = BackgroundJob(work).start()
+        self._startJob(run, done, _("Segmenting…"))
+
+    def _startJob(self, job, onDone, message):
+        self._job, self._onJobDone = job, onDone
         self.ui.statusLabel.text = message
         self._setRunning(True)
         self._timer.start()
@@ -224,9 +264,13 @@ class InnerEarSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
     def _poll(self):
         job = self._job
         latest = job.poll() if job else None
-        if latest:
+        if isinstance(latest, tuple):
+            self.ui.progressBar.setRange(0, 1000)
             self.ui.progressBar.value = int(latest[0] * 1000)
             self.ui.progressBar.format = f"{latest[1]} (%p%)"
+        elif latest:  # a line of pip's output: no fraction known
+            self.ui.progressBar.setRange(0, 0)
+            self.ui.statusLabel.text = latest[:200]
         if job is None or not job.finished:
             return
         self._timer.stop()
@@ -240,62 +284,75 @@ class InnerEarSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
     def _finish(self, job):
         from InnerEarSegmentationLib.errors import Cancelled, InnerEarError
 
-        if isinstance(job.error, Cancelled):
-            self.ui.statusLabel.text = str(job.error)
-            return
-        if job.error is None:
-            try:
-                self._onJobDone(job.result)
-                return
-            except Exception as error:
-                job.error, job.traceback = error, traceback.format_exc()
-        self.ui.statusLabel.text = "Failed."
-        logging.error(job.traceback)
-        if isinstance(job.error, InnerEarError):  # a message meant for the user, no traceback
-            slicer.util.errorDisplay(str(job.error))
-        else:
-            slicer.util.errorDisplay(f"Unexpected error: {job.error}", detailedText=job.traceback)
+        try:
+            self._onJobDone(job)
+        except Cancelled as error:
+            self.ui.statusLabel.text = str(error)
+        except InnerEarError as error:  # a message meant for the user, no traceback
+            self.ui.statusLabel.text = _("Failed.")
+            slicer.util.errorDisplay(str(error))
+        except Exception as error:
+            self.ui.statusLabel.text = _("Failed.")
+            logging.error(traceback.format_exc())
+            slicer.util.errorDisplay(_("Unexpected error: {error}").format(error=error),
+                                     detailedText=traceback.format_exc())
 
     def onCancel(self):
         if self._job is not None:
             self._job.cancel()
-            self.ui.statusLabel.text = "Cancelling after the current batch…"
+            self.ui.statusLabel.text = _("Cancelling…")
 
     def _setRunning(self, running):
         self.ui.progressBar.visible = running
         self.ui.cancelButton.visible = running
+        self.ui.progressBar.setRange(0, 1000)
         self.ui.progressBar.value = 0
         self.ui.segmentButton.enabled = not running and bool(self._parameterNode and self._parameterNode.inputVolume)
+
+    def _showPreview(self, png):
+        self.ui.previewLabel.visible = bool(png)
+        if png:
+            pixmap = qt.QPixmap()
+            pixmap.loadFromData(qt.QByteArray(png))
+            self.ui.previewLabel.setPixmap(pixmap.scaledToWidth(max(self.ui.previewLabel.width, 200),
+                                                                qt.Qt.SmoothTransformation))
 
     def _showResults(self, segmentation):
         from InnerEarSegmentationLib.mrml_output import report_of
 
         report = report_of(segmentation) if segmentation else None
-        segments = report.get("segments", []) if report else []
-        self.ui.resultsTable.setRowCount(len(segments))
-        for row, segment in enumerate(segments):
-            self.ui.resultsTable.setItem(row, 0, qt.QTableWidgetItem(segment["name"]))
-            self.ui.resultsTable.setItem(row, 1, qt.QTableWidgetItem(f"{segment['volume_mm3']:.2f}"))
         if report:
             seconds = sum(report.get("timings_s", {}).values())
             model = report.get("model", {})
-            warnings = "".join(f"\nWarning: {text}" for text in report.get("warnings", []))
-            self.ui.runInfoLabel.text = (f"{seconds:.1f} s on {report.get('provider', '?')} · model "
-                                         f"{model.get('id', '?')} {model.get('version', '')}{warnings}")
+            warnings = "".join("\n" + _("Warning: {text}").format(text=text) for text in report.get("warnings", []))
+            self.ui.runInfoLabel.text = _("{seconds:.1f} s on {provider} · model {model} {version}").format(
+                seconds=seconds, provider=report.get("provider", "?"), model=model.get("id", "?"),
+                version=model.get("version", "")) + warnings
         else:
             self.ui.runInfoLabel.text = ""
-        self.ui.exportButton.enabled = bool(segmentation and segmentation.GetSegmentation().GetNumberOfSegments())
+            self._showPreview(None)
+        hasSegments = bool(segmentation and segmentation.GetSegmentation().GetNumberOfSegments())
+        self.ui.exportButton.enabled = hasSegments
+        self.ui.statisticsButton.enabled = hasSegments
+
+    def onStatistics(self):
+        """Opens Segment Statistics on the result: its volumes follow any later edit."""
+        node = self._parameterNode
+        slicer.util.selectModule("SegmentStatistics")
+        statistics = slicer.modules.segmentstatistics.widgetRepresentation().self()
+        statistics.segmentationSelector.setCurrentNode(node.outputSegmentation)
+        statistics.scalarSelector.setCurrentNode(node.inputVolume)
 
     def onExport(self):
         segmentation = self._parameterNode.outputSegmentation
-        folder = qt.QFileDialog.getExistingDirectory(None, "Folder for the surface files")
+        folder = qt.QFileDialog.getExistingDirectory(None, _("Folder for the surface files"))
         if not segmentation or not folder:
             return
         from InnerEarSegmentationLib.mrml_output import export_surfaces
 
-        with slicer.util.tryWithErrorDisplay("Export failed.", waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
             files = export_surfaces(segmentation, folder, self.ui.exportFormatComboBox.currentText)
-            self.ui.statusLabel.text = f"Wrote {len(files)} file(s) into {folder}"
+            self.ui.statusLabel.text = _("Wrote {count} file(s) into {folder}").format(count=len(files), folder=folder)
 
 
 class InnerEarSegmentationLogic(ScriptedLoadableModuleLogic):
@@ -308,21 +365,44 @@ class InnerEarSegmentationLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return InnerEarSegmentationParameterNode(super().getParameterNode())
 
-    def ensureDependencies(self, ask=None):
-        """Installs onnxruntime (GPU build only with an NVIDIA GPU) after consent; True when ready."""
+    @staticmethod
+    def pythonExecutable():
+        """The interpreter for the child processes: PythonSlicer inside Slicer (its own executable
+        is not a Python interpreter)."""
+        return shutil.which("PythonSlicer") or sys.executable
+
+    @staticmethod
+    def _ask(text):
+        return slicer.util.confirmOkCancelDisplay(text, _("Install onnxruntime"))
+
+    def installPlan(self, device="auto", ask=None):
+        """What to install after the user agreed (possibly nothing); None when they declined a
+        required install (the reason is shown)."""
+        if self._dependenciesChecked:
+            from InnerEarSegmentationLib.dependencies import InstallPlan
+
+            return InstallPlan()
+        from InnerEarSegmentationLib.dependencies import decide_install
+
+        try:
+            plan = decide_install(ask or self._ask, device)
+        except RuntimeError as error:
+            slicer.util.errorDisplay(str(error))
+            return None
+        self._dependenciesChecked = not plan.needed  # checked again once the install has run
+        return plan
+
+    def ensureDependencies(self, ask=None, device="auto"):
+        """Console use: asks, installs (blocking) and returns True when onnxruntime is ready."""
         if self._dependenciesChecked:
             return True
         from InnerEarSegmentationLib.dependencies import ensure_onnxruntime
-        from InnerEarSegmentationLib.mrml_segment import forget_segmenters
 
-        ask = ask or (lambda text: slicer.util.confirmOkCancelDisplay(text, "Install onnxruntime"))
         try:
-            plan = ensure_onnxruntime(ask, slicer.util.pip_install, slicer.util.pip_uninstall)
+            ensure_onnxruntime(ask or self._ask, self.pythonExecutable(), device)
         except RuntimeError as error:
             slicer.util.errorDisplay(str(error))
             return False
-        if plan.needed:
-            forget_segmenters()
         self._dependenciesChecked = True
         return True
 
@@ -339,9 +419,17 @@ class InnerEarSegmentationLogic(ScriptedLoadableModuleLogic):
                 logging.warning(f"Skipping model {folder}: {error}")
                 continue
             shipped = folder.resolve() == default_model_folder().resolve()
-            label = f"{manifest.name} (shipped, phantom-trained)" if shipped else manifest.name
+            label = _("{name} (shipped, phantom-trained)").format(name=manifest.name) if shipped else manifest.name
             models.append((label, "" if shipped else str(folder)))
         return models
+
+    def startSegmentation(self, volumeNode, segmentationNode=None, model=None, device="auto", replace=False,
+                          smoothing=0.5, keepLargestComponent=True, show3D=True, preview=False):
+        """Starts the child process and returns the run; poll it, then ``finish()`` it (the panel)."""
+        from InnerEarSegmentationLib.mrml_segment import SegmentationRun
+
+        return SegmentationRun(volumeNode, segmentationNode, model, device, replace, smoothing,
+                               keepLargestComponent, show3D, self.pythonExecutable(), preview).start()
 
     def segment(self, volumeNode, segmentationNode=None, model=None, device="auto", replace=False,
                 smoothing=0.5, keepLargestComponent=True, show3D=True, progress=None):
@@ -353,10 +441,10 @@ class InnerEarSegmentationLogic(ScriptedLoadableModuleLogic):
         from InnerEarSegmentationLib.mrml_segment import segment_volume_node
 
         check_can_write(segmentationNode, replace)
-        if not self.ensureDependencies():
-            raise RuntimeError("onnxruntime is not available.")
+        if not self.ensureDependencies(device=device):
+            raise RuntimeError(_("onnxruntime is not available."))
         return segment_volume_node(volumeNode, segmentationNode, model, device, replace, smoothing,
-                                   keepLargestComponent, show3D, progress)
+                                   keepLargestComponent, show3D, progress, self.pythonExecutable())
 
 
 class InnerEarSegmentationTest(ScriptedLoadableModuleTest):
@@ -385,7 +473,8 @@ class InnerEarSegmentationTest(ScriptedLoadableModuleTest):
         from InnerEarSegmentationLib.mrml_output import report_of, segment_terminology
 
         logic = InnerEarSegmentationLogic()
-        self.assertTrue(logic.ensureDependencies(ask=lambda text: True))
+        if not logic.ensureDependencies():  # the user is asked, as on any first run
+            self.skipTest("onnxruntime is not installed and the user declined to install it")
         self.delayDisplay("Segmenting a phantom with the shipped model")
         segmentation = logic.segment(self._phantomVolume(), device="cpu")
         segments = segmentation.GetSegmentation()

@@ -103,3 +103,28 @@ def test_no_removed_python_modules():
         imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
         imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
         assert not imported & {"imp", "distutils", "asynchat", "asyncore"}, path.name
+
+
+def test_user_visible_strings_are_translatable():
+    """Text put on the panel, in dialogs and in menus goes through _() (Slicer's tr), as in
+    Slicer's own modules, so translators can reach it."""
+    shown = {"errorDisplay", "confirmOkCancelDisplay", "addAction", "getExistingDirectory", "getOpenFileName",
+             "getText", "tryWithErrorDisplay"}
+    bare = []
+    for node in ast.walk(_module_tree()):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) in shown:
+            bare += [ast.unparse(a) for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str) and a.value]
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Attribute) and t.attr in ("text", "toolTip", "title")
+                                                for t in node.targets):
+            if isinstance(node.value, ast.JoinedStr) or (isinstance(node.value, ast.Constant) and node.value.value):
+                bare.append(ast.unparse(node.value))
+    assert bare == []
+
+
+
+def test_the_self_test_does_not_consent_to_installs_for_the_user():
+    """Installing packages into someone's Slicer is their decision, also when a self-test runs."""
+    for node in ast.walk(_class(_module_tree(), "InnerEarSegmentationTest")):
+        if isinstance(node, ast.keyword) and node.arg == "ask":
+            assert not (isinstance(node.value, ast.Lambda) and isinstance(node.value.body, ast.Constant)
+                        and node.value.body.value is True), ast.unparse(node)

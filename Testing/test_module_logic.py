@@ -1,7 +1,8 @@
 """The module's Logic class, run headless: Slicer's GUI-only modules are replaced by minimal stand-ins.
 
-Only qt, ScriptedLoadableModule and parameterNodeWrapper are faked; the scene, the segmentation
-node and the inference are real, so the console API ``segment(...)`` is exercised as written.
+Only qt, ScriptedLoadableModule, parameterNodeWrapper and slicer.i18n are faked (they need the
+Slicer application); the scene, the segmentation node and the inference (in a real child process)
+are real, so the console API ``segment(...)`` is exercised as written.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ def module(monkeypatch):
     wrapper.Choice = wrapper.WithinRange = lambda *args: None
     monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", scripted)
     monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", wrapper)
+    i18n = types.ModuleType("slicer.i18n")
+    i18n.tr = lambda text: text
+    i18n.translate = lambda context, text: text
+    monkeypatch.setitem(sys.modules, "slicer.i18n", i18n)
     monkeypatch.setitem(sys.modules, "qt", types.ModuleType("qt"))
     monkeypatch.syspath_prepend(str(ROOT / "InnerEarSegmentation"))
     monkeypatch.delitem(sys.modules, "InnerEarSegmentation", raising=False)
@@ -61,3 +66,16 @@ def test_model_list_starts_with_the_shipped_model(module, monkeypatch, tmp_path)
     assert all(folder == "" or tmp_path.as_posix() in folder for _, folder in models)
     if models:
         assert models[0][1] == "" and "phantom-trained" in models[0][0]
+
+
+def test_the_logic_segments_in_a_child_process(module, tiny_model, monkeypatch):
+    """Inside Slicer a worker thread starves (PythonSlicer keeps the GIL while the GUI idles), so
+    the Logic must hand the inference to another process: here no onnxruntime session may open in
+    this one."""
+    import InnerEarSegmentationLib.inference as inference
+
+    monkeypatch.setattr(inference, "open_session", lambda *args: pytest.fail("inference ran in-process"))
+    headless = make_scene()
+    volume = volume_node_from_sitk(blob_scan(), headless.scene, "CT")
+    node = module.InnerEarSegmentationLogic().segment(volume, model=str(tiny_model), device="cpu", show3D=False)
+    assert node.GetSegmentation().GetNumberOfSegments() == 3

@@ -145,3 +145,15 @@ def test_surfaces_export_to_stl_and_obj(headless, volume, tmp_path):
     assert len(obj) == 1 and obj[0].read_text().count("\ng grp") == 3
     with pytest.raises(OutputError):
         export_surfaces(seg, tmp_path, "PLY")
+
+
+def test_exporting_again_over_earlier_files_lists_them(headless, volume, tmp_path):
+    """The panel says how many files it wrote: overwriting the last export used to count 0."""
+    from InnerEarSegmentationLib.mrml_output import export_surfaces
+
+    node, image = volume
+    segmentation = write_result(headless.scene, node, image, LABELS, show3d=False)
+    first = export_surfaces(segmentation, tmp_path, "STL")
+    again = export_surfaces(segmentation, tmp_path, "STL")
+    assert len(first) == 3 and again == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in first)  # no staging left

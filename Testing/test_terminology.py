@@ -66,3 +66,25 @@ def test_labels_without_codes_get_ours_and_explicit_codes_are_kept():
     assert terminology.with_terminology(explicit) is explicit
     unknown = Label(4, "Mastoid air cells", (0.5, 0.5, 0.5))
     assert terminology.with_terminology(unknown) is unknown
+
+
+def test_a_terminology_slicer_cannot_load_is_an_error_not_silence(tmp_path):
+    """Real vtkSlicerTerminologiesModuleLogic: it returns "" for a broken file instead of raising."""
+    slicer = pytest.importorskip("slicer")
+    from InnerEarSegmentationLib.errors import InnerEarError
+
+    logic = slicer.vtkSlicerTerminologiesModuleLogic()
+    assert terminology.load_into_slicer(logic) == terminology.context_name()
+    broken = tmp_path / "broken.term.json"
+    broken.write_text("{ not json", encoding="utf-8")
+    with pytest.raises(InnerEarError, match="could not load the terminology"):
+        terminology.load_into_slicer(logic, broken)
+
+
+def test_the_shipped_models_colours_are_the_recommended_ones():
+    """A segment's colour must not change when the user re-picks its terminology in Slicer."""
+    from InnerEarSegmentationLib.model import load_model
+
+    for label in load_model(verify=False).labels:
+        assert terminology.label_color(label.name) == pytest.approx(
+            tuple(round(c * 255) / 255 for c in label.color)), label.name

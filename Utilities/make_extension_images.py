@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ICON = ROOT / "Resources" / "InnerEarSegmentation.png"
 MODULE_ICON = ROOT / "InnerEarSegmentation" / "Resources" / "Icons" / "InnerEarSegmentation.png"
 SCREENSHOT = ROOT / "Resources" / "Screenshot01.png"
+SAMPLE_THUMBNAIL = ROOT / "InnerEarSegmentation" / "Resources" / "Icons" / "TemporalBoneSynthetic.png"
 COCHLEA, VESTIBULE, CANALS = (230, 204, 77), (77, 179, 230), (204, 77, 102)
 
 
@@ -184,7 +185,25 @@ def _axial_slice(volume):
     return actor
 
 
+def draw_sample_thumbnail() -> np.ndarray:
+    """The Sample Data button's picture: an axial slice of the sample phantom with its labels'
+    outlines (ground truth), as the QC preview draws them."""
+    from InnerEarSegmentationLib.model import load_model
+    from InnerEarSegmentationLib.phantom import make_phantom
+    from InnerEarSegmentationLib.preview import draw_outlines, grey, labyrinth_boxes, plane
+    from InnerEarSegmentationLib.sample_data import SEED
+
+    phantom = make_phantom(seed=SEED, modality="clinical")
+    image, labels = phantom.image(), phantom.labels()
+    centre, side = labyrinth_boxes(labels)[0]
+    rgb = draw_outlines(grey([plane(image, centre, side, 2, nearest=False)])[0],
+                        plane(labels, centre, side, 2, nearest=True), load_model(verify=False).labels)
+    return np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, dtype=np.uint8)], axis=2)
+
+
 if __name__ == "__main__":
+    write_png(draw_sample_thumbnail(), SAMPLE_THUMBNAIL)
+    print(f"sample data thumbnail: {SAMPLE_THUMBNAIL}")
     write_png(draw_icon(), ICON)
     shutil.copyfile(ICON, MODULE_ICON)
     print(f"icon: {ICON} and {MODULE_ICON}")

@@ -12,7 +12,7 @@ from pathlib import Path
 from . import __version__
 from .errors import InnerEarError
 from .model import load_model
-from .outputs import ensure_writable, write_labelmap, write_report, write_segmentation
+from .outputs import ensure_writable, write_labelmap, write_preview, write_report, write_segmentation
 from .pipeline import SegmentationSettings, Segmenter
 from .progress import Progress
 from .scanio import find_scans, series_ids
@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--surface", choices=("stl", "obj"), help="also write a smoothed surface mesh")
     parser.add_argument("--smoothing", type=float, default=0.5, help="surface smoothing 0..1 (default: %(default)s)")
     parser.add_argument("--report", action="store_true", help="also write <name>.report.json")
+    parser.add_argument("--preview", action="store_true",
+                        help="also write <name>.preview.png: three slices through each labyrinth with "
+                             "the outlines, and its 3D surface, for a quick check")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--debug", action="store_true",
@@ -113,6 +116,8 @@ def segment_one(segmenter: Segmenter, scan: Path, args: argparse.Namespace) -> l
         targets.append(args.output / f"{stem}.{args.surface}")
     if args.report:
         targets.append(args.output / f"{stem}.report.json")
+    if args.preview:
+        targets.append(args.output / f"{stem}.preview.png")
     existing = [t for t in targets if t.exists()]
     if existing and not args.overwrite:
         raise InnerEarError(f"{existing[0]} already exists; nothing was written for {scan.name}. "
@@ -130,6 +135,9 @@ def segment_one(segmenter: Segmenter, scan: Path, args: argparse.Namespace) -> l
                                      result.report, args.smoothing, args.overwrite))
     if args.report:
         written.append(write_report(result.report, args.output / f"{stem}.report.json", args.overwrite))
+    if args.preview:
+        written.append(write_preview(scan, result.labelmap, result.labels, args.output / f"{stem}.preview.png",
+                                     args.overwrite))
     for warning in result.report.get("warnings", []):
         print(f"warning: {scan.name}: {warning}", file=sys.stderr)
     volumes = ", ".join(f"{s['name']} {s['volume_mm3']:.1f} mm³" for s in result.report["segments"])

@@ -27,6 +27,17 @@ def _onnxruntime():
     return onnxruntime
 
 
+def _preload_cuda_libraries() -> None:
+    """Loads CUDA and cuDNN from the nvidia-* wheels that ``onnxruntime-gpu[cuda,cudnn]`` brings,
+    so a machine with only the NVIDIA driver runs on the GPU (onnxruntime 1.21 and later)."""
+    preload = getattr(_onnxruntime(), "preload_dlls", None)
+    if preload is not None:
+        try:
+            preload()
+        except Exception:  # noqa: BLE001 - without them the session falls back to CPU and says so
+            pass
+
+
 def choose_providers(device: str) -> tuple[list[str], str]:
     """The execution providers to ask for, and a sentence saying why (shown to the user)."""
     if device not in DEVICES:
@@ -41,6 +52,7 @@ def choose_providers(device: str) -> tuple[list[str], str]:
             f"{', '.join(available)}). Install onnxruntime-gpu instead of onnxruntime, or use device 'cpu'."
         )
     if has_cuda:
+        _preload_cuda_libraries()
         return [CUDA, CPU], "CUDA provider available."
     return [CPU], "No GPU used: this onnxruntime build has no CUDA provider (install onnxruntime-gpu for one)."
 

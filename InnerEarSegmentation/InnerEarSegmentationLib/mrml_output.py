@@ -7,6 +7,9 @@ whose voxel values are the model's label values, so a saved .seg.nrrd keeps valu
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -105,9 +108,11 @@ def write_result(scene, volume_node, labelmap: sitk.Image, labels: Iterable[Labe
         segmentation_node.CreateDefaultDisplayNodes()
     was_modifying = segmentation_node.StartModify()
     try:
+        # Transform first: the geometry call folds any volume-to-segmentation transform into the
+        # grid, so with the transform set after it a moved scan's transform counted twice.
+        place_next_to(segmentation_node, volume_node)
         segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
         fill_segments(segmentation_node, labelmap, labels)
-        place_next_to(segmentation_node, volume_node)
         if report is not None:
             segmentation_node.SetAttribute(REPORT_ATTRIBUTE, json.dumps(report, default=str))
     finally:
@@ -124,13 +129,22 @@ def export_surfaces(segmentation_node, folder: str | Path, file_format: str = "S
         raise OutputError(f"Surfaces can be exported as STL or OBJ, not {file_format}.")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    before = set(folder.iterdir())
     segmentation_node.CreateClosedSurfaceRepresentation()
-    if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsClosedSurfaceRepresentationToFiles(
-            str(folder), segmentation_node, None, file_format, True, 1.0, merge):
-        raise OutputError(f"Could not write {file_format} files into {folder}; check that the folder is "
-                          "writable and the segmentation is not empty.")
-    return sorted(set(folder.iterdir()) - before)
+    # Written into a fresh folder first, so the files listed are the ones written, even where
+    # they replace earlier exports of the same names.
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=folder))
+    try:
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsClosedSurfaceRepresentationToFiles(
+                str(staging), segmentation_node, None, file_format, True, 1.0, merge):
+            raise OutputError(f"Could not write {file_format} files into {folder}; check that the folder is "
+                              "writable and the segmentation is not empty.")
+        written = []
+        for path in sorted(staging.iterdir()):
+            os.replace(path, folder / path.name)
+            written.append(folder / path.name)
+        return written
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def report_of(segmentation_node) -> Optional[dict[str, Any]]:
@@ -140,7 +154,7 @@ def report_of(segmentation_node) -> Optional[dict[str, Any]]:
 
 
 def segment_terminology(segment) -> str:
-    """A segment's terminology tag in any Slicer 5 version (GetTerminology is newer than 5.6)."""
+    """A segment's terminology tag in any Slicer 5 version (vtkSegment.GetTerminology is new in 5.10)."""
     if hasattr(segment, "GetTerminology"):
         return segment.GetTerminology()
     value = vtk.reference("")

@@ -1,23 +1,22 @@
 """Segment a volume node in a scene: the work behind the module's Logic, testable headless.
 
-Split in three so the GUI can run the middle step on a worker thread: reading the volume and
-writing the segmentation touch MRML and must stay on the main thread; inference does not.
+The volume is read and the segmentation written on the main thread (MRML is not thread-safe);
+the inference between the two runs in a child process (``subprocess_run``). A run watches its
+scene: closing the scene or removing the volume cancels it, so a result never lands in the next
+scene with a reference to a volume that is gone.
 """
 
 from __future__ import annotations
 
-import threading
-from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
-from .model import ModelManifest, load_model
+from .errors import Cancelled
 from .mrml_output import check_can_write, write_result
 from .mrml_volume import sitk_from_volume_node
 from .progress import Progress
+from .subprocess_run import SegmentationProcess
 
 ProgressLike = Union[None, Progress, Callable[[float, str], None]]
-_segmenters: dict[tuple, Any] = {}
-_lock = threading.Lock()
 
 
 def as_progress(progress: ProgressLike) -> Progress:
@@ -27,40 +26,86 @@ def as_progress(progress: ProgressLike) -> Progress:
     return Progress(progress)
 
 
-def resolve_model(model: Union[None, str, Path, ModelManifest]) -> ModelManifest:
-    """None or "" is the shipped model; a folder/manifest path is loaded and verified."""
-    if isinstance(model, ModelManifest):
-        return model
-    return load_model(model or None)
+class SegmentationRun:
+    """A child process segmenting ``volume_node``; ``finish()`` writes its result into the scene."""
 
+    def __init__(self, volume_node, segmentation_node=None, model: Any = None, device: str = "auto",
+                 replace: bool = False, smoothing: float = 0.5, keep_largest_component: bool = True,
+                 show3d: bool = True, python: Optional[str] = None, preview: bool = False) -> None:
+        check_can_write(segmentation_node, replace)
+        self.volume_node, self.segmentation_node = volume_node, segmentation_node
+        self.scene = volume_node.GetScene()
+        self.replace, self.smoothing, self.show3d = replace, smoothing, show3d
+        self.scene_closed = False
+        self.preview_png: Optional[bytes] = None
+        self.process = SegmentationProcess(sitk_from_volume_node(volume_node), str(model or ""), device,
+                                           keep_largest_component, volume_node.GetName(), preview, python)
+        self._observations = [
+            (self.scene, self.scene.AddObserver(self.scene.StartCloseEvent, self._on_scene_closing)),
+            (self.scene, self.scene.AddObserver(self.scene.NodeRemovedEvent, self._on_node_removed)),
+        ]
 
-def get_segmenter(model: Union[None, str, Path, ModelManifest] = None, device: str = "auto",
-                  keep_largest_component: bool = True):
-    """A Segmenter kept open between runs (loading the ONNX sessions is the slow part)."""
-    from .pipeline import Segmenter, SegmentationSettings  # imports onnxruntime lazily
+    def start(self) -> "SegmentationRun":
+        try:
+            self.process.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
 
-    manifest = resolve_model(model)
-    key = (str(manifest.folder.resolve()), manifest.version, device, bool(keep_largest_component))
-    with _lock:
-        if key not in _segmenters:
-            settings = SegmentationSettings(device=device, keep_largest_component=keep_largest_component)
-            _segmenters[key] = Segmenter(manifest, settings)
-        return _segmenters[key]
+    def _on_scene_closing(self, caller=None, event=None) -> None:
+        self.scene_closed = True
+        self.process.cancel()
 
+    def _on_node_removed(self, caller=None, event=None) -> None:
+        if self.volume_node.GetScene() is None or (
+                self.segmentation_node is not None and self.segmentation_node.GetScene() is None):
+            self._on_scene_closing()
 
-def forget_segmenters() -> None:
-    """Closes cached sessions (after installing another onnxruntime, or to free GPU memory)."""
-    with _lock:
-        _segmenters.clear()
+    def poll(self) -> Optional[tuple[float, str]]:
+        return self.process.poll()
+
+    @property
+    def finished(self) -> bool:
+        return self.process.finished or self.process.cancelled
+
+    def cancel(self) -> None:
+        self.process.cancel()
+
+    def finish(self):
+        """Writes the result into the scene and returns the segmentation node; always cleans up."""
+        try:
+            if self.scene_closed:
+                raise Cancelled("The scene was closed or the volume removed during the segmentation; "
+                                "nothing was written.")
+            result = self.process.result()
+            self.preview_png = result.preview_png
+            return write_result(self.scene, self.volume_node, result.labelmap, result.labels,
+                                self.segmentation_node, self.replace, self.smoothing, self.show3d,
+                                result.report)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for subject, tag in self._observations:
+            subject.RemoveObserver(tag)
+        self._observations = []
+        self.process.close()
+
+    def wait(self, progress: ProgressLike = None):
+        """Blocks until done (console use), forwarding progress; returns the segmentation node."""
+        try:
+            self.process.wait(as_progress(progress))
+        except BaseException:
+            self.close()
+            raise
+        return self.finish()
 
 
 def segment_volume_node(volume_node, segmentation_node=None, model=None, device: str = "auto",
                         replace: bool = False, smoothing: float = 0.5, keep_largest_component: bool = True,
-                        show3d: bool = True, progress: ProgressLike = None):
+                        show3d: bool = True, progress: ProgressLike = None, python: Optional[str] = None):
     """Runs the cascade on ``volume_node`` and writes named, coded segments; returns the node."""
-    check_can_write(segmentation_node, replace)
-    image = sitk_from_volume_node(volume_node)
-    segmenter = get_segmenter(model, device, keep_largest_component)
-    result = segmenter.segment(image, as_progress(progress), source=volume_node.GetName())
-    return write_result(volume_node.GetScene(), volume_node, result.labelmap, result.labels,
-                        segmentation_node, replace, smoothing, show3d, result.report)
+    run = SegmentationRun(volume_node, segmentation_node, model, device, replace, smoothing,
+                          keep_largest_component, show3d, python)
+    return run.start().wait(progress)

@@ -170,3 +170,15 @@ def write_report(report: dict[str, Any], path: Path, overwrite: bool = False) ->
     with atomic_target(path, overwrite) as temporary:
         temporary.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def write_preview(scan: Path, labelmap: sitk.Image, labels: tuple[Label, ...], path: Path,
+                  overwrite: bool = False) -> Path:
+    """The QC picture (``preview.preview_image``) of a scan file and its labelmap, as a PNG."""
+    from .preview import preview_image, write_png
+    from .scanio import read_scan
+
+    picture = preview_image(read_scan(scan), labelmap, labels)
+    with atomic_target(path, overwrite) as temporary:
+        write_png(picture, temporary)
+    return path

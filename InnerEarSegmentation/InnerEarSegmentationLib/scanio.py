@@ -102,6 +102,7 @@ def _read_file(path: Path) -> sitk.Image:
     check_memory(str(path), reader.GetSize()[:3], reader.GetPixelID())
     _check_nifti_complete(path)
     _check_metaimage_data_file(path)
+    _check_metaimage_complete(path)
     try:
         with _quiet_itk():
             return reader.Execute()
@@ -213,6 +214,48 @@ def _check_metaimage_data_file(path: Path) -> None:
     if not data.is_file():
         raise InputError(f"{path} is a header whose voxel data file {data.name} is missing (it must lie "
                          f"beside the header). Copy {data.name} together with {path.name}.")
+
+
+# MetaImage element types by their size in bytes (MET_LONG/ULONG are 4 bytes in MetaIO).
+_MET_BYTES = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
+              "MET_LONG": 4, "MET_ULONG": 4, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4,
+              "MET_DOUBLE": 8}
+
+
+def _check_metaimage_complete(path: Path) -> None:
+    """Older ITK (SimpleITK 2.3, in Slicer 5.8) reads a truncated MetaImage with only a warning and
+    zeros for the missing voxels; refuse it by comparing the voxel bytes with the header's sizes."""
+    name = path.name.lower()
+    if not name.endswith((".mha", ".mhd")):
+        return
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(1 << 16)
+    except OSError:
+        return
+    found = re.search(rb"^[ \t]*ElementDataFile[ \t]*=[ \t]*(\S+)[ \t]*\r?\n", head, re.MULTILINE)
+    if not found:
+        return
+    fields = dict(re.findall(r"^\s*(\w+)\s*=\s*(.*?)\s*$", head[:found.start()].decode("latin-1"), re.MULTILINE))
+    target = found.group(1).decode("latin-1")
+    if target.upper() == "LOCAL":
+        data, available = path, path.stat().st_size - found.end()
+    elif target.upper() != "LIST" and "%" not in target and (path.parent / target).is_file():
+        data = path.parent / target
+        available = data.stat().st_size
+    else:
+        return
+    try:
+        if fields.get("CompressedData", "False").lower() == "true":
+            expected = int(fields["CompressedDataSize"])
+        else:
+            count = math.prod(int(v) for v in fields["DimSize"].split())
+            expected = count * int(fields.get("ElementNumberOfChannels", "1")) * _MET_BYTES[fields["ElementType"]]
+    except (KeyError, ValueError):
+        return
+    if available < expected:
+        raise InputError(f"{path} is truncated ({max(available, 0)} of {expected} bytes of voxel data in "
+                         f"{data.name}): the copy or export did not finish. Copy or export the scan again.")
 
 
 def _nifti_total_bytes(head: bytes) -> int | None:

@@ -105,3 +105,17 @@ def with_terminology(label: Label) -> Label:
         return label
     return Label(label.value, label.name, label.color, terminology_entry(label.name), label.description)
 
+
+
+def load_into_slicer(terminologies_logic, path: Optional[Path] = None) -> str:
+    """Registers the context with Slicer's terminology logic; returns its name.
+
+    ``LoadTerminologyFromFile`` returns "" when it fails instead of raising, so the failure is
+    turned into an error here rather than leaving the selector silently without our codes."""
+    path = Path(path or context_path())
+    name = terminologies_logic.LoadTerminologyFromFile(str(path))
+    if not name:
+        raise InnerEarError(f"Slicer could not load the terminology {path}; the segments keep their "
+                            "codes, but the terminology selector will not list cochlea, vestibule and "
+                            "semicircular canal. Re-install InnerEarSegmentation.")
+    return name
