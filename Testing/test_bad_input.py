@@ -328,12 +328,14 @@ def test_a_folder_with_one_dicom_series_is_segmented(tiny_model, tmp_path, capsy
     assert dice(sitk.GetArrayFromImage(labels) > 0, truth) > 0.85
 
 
-def test_a_dicom_series_with_a_missing_slice_or_a_lone_slice_is_refused(tiny_model, tmp_path, capsys):
+@pytest.mark.parametrize("skip, gap", [((11,), "1.00"), ((11, 12), "1.50")])
+def test_a_dicom_series_with_a_missing_slice_or_a_lone_slice_is_refused(tiny_model, tmp_path, capsys, skip, gap):
+    """One missing slice is the hardest case: a gap of just twice the slice spacing."""
     scan, _ = sphere_scan(size=(40, 40, 24))
     folder = tmp_path / "gappy"
-    write_dicom_series(folder, scan, "1.2.826.0.1.3680043.2.1125.4.1", "Temporal bone", skip=(11, 12))
+    write_dicom_series(folder, scan, "1.2.826.0.1.3680043.2.1125.4.1", "Temporal bone", skip=skip)
     code, _, err = run(capsys, folder, "-o", tmp_path / "out", model=tiny_model)
-    assert code == 1 and "has a gap" in err and "1.50 mm instead of 0.50 mm" in err
+    assert code == 1 and "has a gap" in err and f"{gap} mm instead of 0.50 mm" in err
 
     lone = sorted(folder.iterdir())[5]
     code, _, err = run(capsys, lone, "-o", tmp_path / "out", model=tiny_model)
