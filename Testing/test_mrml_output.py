@@ -15,7 +15,7 @@ from InnerEarSegmentationLib import terminology  # noqa: E402
 from InnerEarSegmentationLib.errors import OutputError  # noqa: E402
 from InnerEarSegmentationLib.labels import Label  # noqa: E402
 from InnerEarSegmentationLib.mrml_output import (  # noqa: E402
-    report_of, segment_terminology, write_result)
+    SURFACE, report_of, segment_terminology, write_result)
 from InnerEarSegmentationLib.mrml_volume import (  # noqa: E402
     sitk_from_volume_node, volume_node_from_sitk)
 
@@ -145,3 +145,31 @@ def test_surfaces_export_to_stl_and_obj(headless, volume, tmp_path):
     assert len(obj) == 1 and obj[0].read_text().count("\ng grp") == 3
     with pytest.raises(OutputError):
         export_surfaces(seg, tmp_path, "PLY")
+
+
+def test_the_segmentation_takes_the_volumes_grid_as_its_reference_geometry(headless, volume):
+    """Editing in Slicer (Segment Editor) works on the reference grid: it must be the scan's own
+    oblique grid, voxel for voxel. (The volume has no parent transform.)"""
+    node, image = volume
+    seg = write_result(headless.scene, node, image, LABELS, show3d=False)
+    text = seg.GetSegmentation().GetConversionParameter(
+        slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName())
+    reference = slicer.vtkOrientedImageData()
+    assert text and slicer.vtkSegmentationConverter.DeserializeImageGeometry(text, reference)
+    size = image.GetSize()
+    assert tuple(reference.GetExtent()) == (0, size[0] - 1, 0, size[1] - 1, 0, size[2] - 1)
+    matrix, expected = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+    reference.GetImageToWorldMatrix(matrix)
+    node.GetIJKToRASMatrix(expected)
+    np.testing.assert_allclose([[matrix.GetElement(i, j) for j in range(4)] for i in range(4)],
+                               [[expected.GetElement(i, j) for j in range(4)] for i in range(4)], atol=1e-6)
+
+
+@pytest.mark.parametrize("show3d", [True, False])
+def test_3d_display_follows_the_setting(headless, volume, show3d):
+    node, image = volume
+    seg = write_result(headless.scene, node, image, LABELS, smoothing=0.2, show3d=show3d)
+    display = seg.GetDisplayNode()
+    assert display is not None and display.GetVisibility() and display.GetVisibility2D()
+    assert bool(display.GetVisibility3D()) is show3d
+    assert seg.GetSegmentation().ContainsRepresentation(SURFACE) is show3d
