@@ -173,3 +173,31 @@ def test_3d_display_follows_the_setting(headless, volume, show3d):
     assert display is not None and display.GetVisibility() and display.GetVisibility2D()
     assert bool(display.GetVisibility3D()) is show3d
     assert seg.GetSegmentation().ContainsRepresentation(SURFACE) is show3d
+
+
+def test_surfaces_are_exported_in_lps_millimetres_into_any_folder(headless, volume, tmp_path):
+    """Into a nested new folder and again into the same, existing one; each STL lies where its
+    voxels lie in LPS (x and y of RAS have the opposite sign; a scale would move the bounds)."""
+    from InnerEarSegmentationLib.mrml_output import export_surfaces
+
+    node, image = volume
+    seg = write_result(headless.scene, node, image, LABELS, show3d=False)
+    folder = tmp_path / "nested" / "surfaces"
+    first = export_surfaces(seg, folder, "stl")
+    assert export_surfaces(seg, folder, "STL") == [] and sorted(folder.iterdir()) == first
+    labels = sitk.GetArrayViewFromImage(image)
+    for label in LABELS:
+        reader = vtk.vtkSTLReader()
+        reader.SetFileName(str(next(f for f in first if label.name in f.name)))
+        reader.Update()
+        bounds = np.array(reader.GetOutput().GetBounds()).reshape(3, 2)
+        centres = np.array([image.TransformIndexToPhysicalPoint([int(i) for i in index[::-1]])
+                            for index in np.argwhere(labels == label.value)])
+        np.testing.assert_allclose(bounds[:, 0], centres.min(axis=0), atol=0.6)
+        np.testing.assert_allclose(bounds[:, 1], centres.max(axis=0), atol=0.6)
+
+
+def test_report_of_a_node_without_a_report_is_none(headless, volume):
+    node, image = volume
+    assert report_of(None) is None
+    assert report_of(write_result(headless.scene, node, image, LABELS, show3d=False)) is None
