@@ -123,3 +123,17 @@ def test_mirror_average_follows_the_manifest_unless_the_settings_say_otherwise(t
     assert asked["settings"]["mirror_average"] is True and "mirror_average" in asked["timings_s"]
     assert overridden["settings"]["mirror_average"] is False and "mirror_average" not in overridden["timings_s"]
     assert plain["settings"]["mirror_average"] is False
+
+
+def test_mirror_average_of_a_mirror_symmetric_model_is_its_single_reading(structures_on_grid):
+    """The structure model reads each voxel alone, so its reading of the mirror is the mirror of
+    its reading: flipped back and averaged, it must equal the single pass on this asymmetric scan."""
+    segmenter, image, _, _ = structures_on_grid
+    args = (segmenter.stages, segmenter.sessions(), segmenter.model.threshold)
+    single = run_cascade(image, *args)
+    averaged = run_cascade(image, *args, mirror_average=True)
+    np.testing.assert_allclose(averaged.probabilities, single.probabilities, atol=1e-6)
+    np.testing.assert_array_equal(averaged.mask, single.mask)
+    assert set(averaged.boxes) == {"stage1", "stage2", "stage3", "stage1_mirrored", "stage2_mirrored",
+                                   "stage3_mirrored"}
+    assert set(averaged.timings) == set(single.timings) | {"mirror_average"}
