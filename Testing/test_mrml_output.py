@@ -184,7 +184,7 @@ def test_surfaces_are_exported_in_lps_millimetres_into_any_folder(headless, volu
     seg = write_result(headless.scene, node, image, LABELS, show3d=False)
     folder = tmp_path / "nested" / "surfaces"
     first = export_surfaces(seg, folder, "stl")
-    assert export_surfaces(seg, folder, "STL") == [] and sorted(folder.iterdir()) == first
+    assert export_surfaces(seg, folder) == [] and sorted(folder.iterdir()) == first  # STL by default
     labels = sitk.GetArrayViewFromImage(image)
     for label in LABELS:
         reader = vtk.vtkSTLReader()
