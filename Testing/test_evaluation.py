@@ -76,7 +76,7 @@ def test_evaluate_command_writes_the_table_for_both_methods(labelled_folder, str
     out = tmp_path / "results.md"
     assert main(["--model", str(structure_model), "--data", str(labelled_folder), "--out", str(out),
                  "--threads", "1"]) == 0
-    text = out.read_text()
+    text = out.read_text(encoding="utf-8")  # the tables hold "±"
     assert "## All scans (n = 2)" in text and "| Metric | cascade | single U-Net |" in text
     assert "| case01 | 64x64x64 | 0.25 | 1.0000 | 1.0000 |" in text
     assert "| Dice Semicircular canals |" in text
@@ -104,7 +104,7 @@ def test_cross_validation_trains_each_fold_without_its_test_scans(labelled_folde
     for train, val, test in calls:
         assert test and not set(test) & set(train + val)
     assert sorted(name for _, _, test in calls for name in test) == ["case01", "case02"]
-    text = out.read_text()
+    text = out.read_text(encoding="utf-8")  # the tables hold "±"
     assert "| all | 2 |" in text and "Semicircular canals single | Semicircular canals cascade" in text
     all_row = next(line for line in text.splitlines() if line.startswith("| all |"))
     means = [float(cell.split("±")[0]) for cell in all_row.strip("|").split("|")[2:]]
