@@ -328,12 +328,14 @@ def test_a_folder_with_one_dicom_series_is_segmented(tiny_model, tmp_path, capsy
     assert dice(sitk.GetArrayFromImage(labels) > 0, truth) > 0.85
 
 
-def test_a_dicom_series_with_a_missing_slice_or_a_lone_slice_is_refused(tiny_model, tmp_path, capsys):
+@pytest.mark.parametrize("skip, gap", [((11,), "1.00"), ((11, 12), "1.50")])
+def test_a_dicom_series_with_a_missing_slice_or_a_lone_slice_is_refused(tiny_model, tmp_path, capsys, skip, gap):
+    """One missing slice is the hardest case: a gap of just twice the slice spacing."""
     scan, _ = sphere_scan(size=(40, 40, 24))
     folder = tmp_path / "gappy"
-    write_dicom_series(folder, scan, "1.2.826.0.1.3680043.2.1125.4.1", "Temporal bone", skip=(11, 12))
+    write_dicom_series(folder, scan, "1.2.826.0.1.3680043.2.1125.4.1", "Temporal bone", skip=skip)
     code, _, err = run(capsys, folder, "-o", tmp_path / "out", model=tiny_model)
-    assert code == 1 and "has a gap" in err and "1.50 mm instead of 0.50 mm" in err
+    assert code == 1 and "has a gap" in err and f"{gap} mm instead of 0.50 mm" in err
 
     lone = sorted(folder.iterdir())[5]
     code, _, err = run(capsys, lone, "-o", tmp_path / "out", model=tiny_model)
@@ -483,3 +485,57 @@ def test_float64_input_is_segmented_and_beyond_float32_is_refused(tiny_model, tm
     huge.CopyInformation(scan)
     with pytest.raises(InputError, match="beyond what 32-bit processing holds"):
         validate_scan(huge, "huge.nrrd")
+
+
+# --- the NIfTI size check, header by header --------------------------------------------------------
+
+def nifti_header(version: int, dims: tuple[int, ...], bitpix: int, offset: int, endian: str = "<") -> bytes:
+    """The fields _nifti_total_bytes reads, where NIfTI-1 (348 bytes) or NIfTI-2 (540) keeps them."""
+    import struct
+
+    dims = tuple(dims) + (1,) * (8 - len(dims))
+    if version == 1:
+        head = bytearray(348)
+        head[0:4] = struct.pack(endian + "i", 348)
+        head[40:56] = struct.pack(endian + "8h", *dims)
+        head[72:74] = struct.pack(endian + "h", bitpix)
+        head[108:112] = struct.pack(endian + "f", float(offset))
+    else:
+        head = bytearray(540)
+        head[0:4] = struct.pack(endian + "i", 540)
+        head[14:16] = struct.pack(endian + "h", bitpix)
+        head[16:80] = struct.pack(endian + "8q", *dims)
+        head[168:176] = struct.pack(endian + "q", offset)
+    return bytes(head)
+
+
+@pytest.mark.parametrize("version, offset", [(1, 352), (2, 544)])
+@pytest.mark.parametrize("endian", ["<", ">"])
+def test_the_nifti_header_gives_the_size_a_complete_file_has(version, offset, endian):
+    from InnerEarSegmentationLib.scanio import _nifti_total_bytes
+
+    def total(dims, bitpix=16):
+        return _nifti_total_bytes(nifti_header(version, dims, bitpix, offset, endian))
+
+    assert total((3, 10, 20, 30)) == offset + 10 * 20 * 30 * 2
+    assert total((3, 10, 20, 30), bitpix=1) == offset + 10 * 20 * 30  # bits round up to a byte
+    assert total((4, 10, 20, 30, 1)) == total((3, 10, 20, 30))        # one time point
+    assert total((4, 10, 20, 30, 3)) == offset + 3 * 10 * 20 * 30 * 2
+    assert total((0, 10, 20, 30)) == offset + 2                       # dim[0] = 0: one voxel
+    assert total((9, 2, 2, 2, 2, 2, 2, 2)) == offset + 2 ** 7 * 2     # at most 7 dimensions
+    assert _nifti_total_bytes(nifti_header(version, (3, 4, 4, 4), 8, 0, endian)) == 348 + 64
+
+
+def test_a_real_nifti_file_has_the_size_its_header_gives_and_other_bytes_are_not_nifti(tmp_path):
+    from InnerEarSegmentationLib.scanio import _nifti_total_bytes
+
+    path = write(sphere_scan(size=(12, 10, 8))[0], tmp_path / "ear.nii")
+    assert _nifti_total_bytes(path.read_bytes()[:560]) == path.stat().st_size
+    assert _nifti_total_bytes(bytes(600)) is None and _nifti_total_bytes(b"\x5c\x01\x00\x00") is None
+
+
+def test_a_file_that_is_not_what_its_name_says_is_named_with_its_full_extension(tmp_path):
+    path = tmp_path / "Noise.NII.GZ"
+    path.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(InputError, match=r"is not a valid \.nii\.gz file"):
+        read_scan(path)

@@ -6,9 +6,11 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
-from conftest import blob_scan
+from conftest import blob_scan, planted_regions, structure_scan
 from InnerEarSegmentationLib.cascade import downsample, region_around, run_cascade, upsample
 from InnerEarSegmentationLib.model import load_model, save_manifest
 from InnerEarSegmentationLib.phantom import make_phantom
@@ -21,12 +23,41 @@ def labels_of(model, **settings) -> np.ndarray:
     return sitk.GetArrayFromImage(result.labelmap), result.report
 
 
-def test_cropped_stages_give_the_same_labels_as_full_stages(tiny_model):
-    model = load_model(tiny_model)
-    cropped, report = labels_of(model, crop=True)
-    full, _ = labels_of(model, crop=False)
-    assert cropped.any()
-    assert np.array_equal(cropped, full)
+@pytest.fixture(scope="module")
+def structures_on_grid(structure_model):
+    """The structure model's stages and sessions, a grid-aligned phantom labyrinth prepared on its
+    grid (model voxels are scan voxels) and that scan's truth and planted regions."""
+    segmenter = Segmenter(load_model(structure_model), SegmentationSettings(device="cpu"))
+    image, truth = structure_scan()
+    prepared = prepare(image, segmenter.model.grid_size, segmenter.model.normalisation)
+    assert prepared.array.shape == truth.shape
+    return segmenter, prepared.array, truth, planted_regions(image)
+
+
+def test_cropped_stages_give_the_same_labels_as_full_stages(structures_on_grid):
+    """Stages 2-3 of the structure model label only inside the previous mask, so a crop that
+    cut the labyrinth or pasted the stage's output in the wrong place would change the labels."""
+    segmenter, image, truth, _ = structures_on_grid
+    args = (segmenter.stages, segmenter.sessions(), segmenter.model.threshold)
+    cropped, full = run_cascade(image, *args, crop=True), run_cascade(image, *args, crop=False)
+    assert np.prod([stop - start for start, stop in cropped.boxes["stage3"]]) < 0.6 * image.size
+    assert full.boxes["stage3"] == [[0, n] for n in image.shape]
+    labels = [np.where(out.mask, out.probabilities.argmax(axis=0), 0) for out in (cropped, full)]
+    assert set(np.unique(labels[0])) == {0, 1, 2, 3}
+    np.testing.assert_array_equal(labels[0], labels[1])
+
+
+def test_later_stages_see_only_the_largest_component(structures_on_grid):
+    """The distractor ball is found by stage 1 but must not reach stage 2's mask input or box."""
+    segmenter, image, truth, planted = structures_on_grid
+    output = run_cascade(image, segmenter.stages, segmenter.sessions(), segmenter.model.threshold)
+    labyrinth = truth > 0
+    margin = max(8, image.shape[0] // 16)
+    expected_box = [[s.start, s.stop] for s in region_around(labyrinth, margin, 8)]
+    assert output.boxes["stage2"] == expected_box and output.boxes["stage3"] == expected_box
+    assert ndimage.label(output.mask, np.ones((3, 3, 3)))[1] == 1
+    assert not output.mask[planted["distractor"]].any()
+    np.testing.assert_array_equal(output.mask, labyrinth)
 
 
 def test_region_is_a_multiple_of_eight_around_the_mask_and_inside_the_volume():
@@ -92,3 +123,17 @@ def test_mirror_average_follows_the_manifest_unless_the_settings_say_otherwise(t
     assert asked["settings"]["mirror_average"] is True and "mirror_average" in asked["timings_s"]
     assert overridden["settings"]["mirror_average"] is False and "mirror_average" not in overridden["timings_s"]
     assert plain["settings"]["mirror_average"] is False
+
+
+def test_mirror_average_of_a_mirror_symmetric_model_is_its_single_reading(structures_on_grid):
+    """The structure model reads each voxel alone, so its reading of the mirror is the mirror of
+    its reading: flipped back and averaged, it must equal the single pass on this asymmetric scan."""
+    segmenter, image, _, _ = structures_on_grid
+    args = (segmenter.stages, segmenter.sessions(), segmenter.model.threshold)
+    single = run_cascade(image, *args)
+    averaged = run_cascade(image, *args, mirror_average=True)
+    np.testing.assert_allclose(averaged.probabilities, single.probabilities, atol=1e-6)
+    np.testing.assert_array_equal(averaged.mask, single.mask)
+    assert set(averaged.boxes) == {"stage1", "stage2", "stage3", "stage1_mirrored", "stage2_mirrored",
+                                   "stage3_mirrored"}
+    assert set(averaged.timings) == set(single.timings) | {"mirror_average"}

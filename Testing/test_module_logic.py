@@ -8,6 +8,7 @@ are real, so the console API ``segment(...)`` is exercised as written.
 from __future__ import annotations
 
 import importlib
+import shutil
 import sys
 import types
 
@@ -60,12 +61,18 @@ def test_console_api_segments_and_refuses_to_overwrite(module, tiny_model):
     assert logic.segment(volume, node, model=str(tiny_model), replace=True, show3D=False) is node
 
 
-def test_model_list_starts_with_the_shipped_model(module, monkeypatch, tmp_path):
-    monkeypatch.setenv("INNER_EAR_SEGMENTATION_HOME", str(tmp_path))
+def test_model_list_starts_with_the_shipped_model_then_the_cache(module, monkeypatch, tmp_path, tiny_model):
+    """The list must never be empty (the shipped model is always there) and must show what the
+    user imported into the cache."""
+    from InnerEarSegmentationLib.model_store import CACHE_ENV, models_dir
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    imported = models_dir() / "tiny"
+    shutil.copytree(tiny_model, imported)
     models = module.InnerEarSegmentationLogic().availableModels()
-    assert all(folder == "" or tmp_path.as_posix() in folder for _, folder in models)
-    if models:
-        assert models[0][1] == "" and "phantom-trained" in models[0][0]
+    assert len(models) == 2
+    assert models[0][1] == "" and "shipped" in models[0][0]
+    assert models[1] == ("tiny-test-model 0.0.1", str(imported))
 
 
 def test_the_logic_segments_in_a_child_process(module, tiny_model, monkeypatch):

@@ -15,7 +15,7 @@ from InnerEarSegmentationLib import terminology  # noqa: E402
 from InnerEarSegmentationLib.errors import OutputError  # noqa: E402
 from InnerEarSegmentationLib.labels import Label  # noqa: E402
 from InnerEarSegmentationLib.mrml_output import (  # noqa: E402
-    report_of, segment_terminology, write_result)
+    SURFACE, report_of, segment_terminology, write_result)
 from InnerEarSegmentationLib.mrml_volume import (  # noqa: E402
     sitk_from_volume_node, volume_node_from_sitk)
 
@@ -157,3 +157,59 @@ def test_exporting_again_over_earlier_files_lists_them(headless, volume, tmp_pat
     again = export_surfaces(segmentation, tmp_path, "STL")
     assert len(first) == 3 and again == first
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in first)  # no staging left
+
+
+def test_the_segmentation_takes_the_volumes_grid_as_its_reference_geometry(headless, volume):
+    """Editing in Slicer (Segment Editor) works on the reference grid: it must be the scan's own
+    oblique grid, voxel for voxel. (The volume has no parent transform.)"""
+    node, image = volume
+    seg = write_result(headless.scene, node, image, LABELS, show3d=False)
+    text = seg.GetSegmentation().GetConversionParameter(
+        slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName())
+    reference = slicer.vtkOrientedImageData()
+    assert text and slicer.vtkSegmentationConverter.DeserializeImageGeometry(text, reference)
+    size = image.GetSize()
+    assert tuple(reference.GetExtent()) == (0, size[0] - 1, 0, size[1] - 1, 0, size[2] - 1)
+    matrix, expected = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+    reference.GetImageToWorldMatrix(matrix)
+    node.GetIJKToRASMatrix(expected)
+    np.testing.assert_allclose([[matrix.GetElement(i, j) for j in range(4)] for i in range(4)],
+                               [[expected.GetElement(i, j) for j in range(4)] for i in range(4)], atol=1e-6)
+
+
+@pytest.mark.parametrize("show3d", [True, False])
+def test_3d_display_follows_the_setting(headless, volume, show3d):
+    node, image = volume
+    seg = write_result(headless.scene, node, image, LABELS, smoothing=0.2, show3d=show3d)
+    display = seg.GetDisplayNode()
+    assert display is not None and display.GetVisibility() and display.GetVisibility2D()
+    assert bool(display.GetVisibility3D()) is show3d
+    assert seg.GetSegmentation().ContainsRepresentation(SURFACE) is show3d
+
+
+def test_surfaces_are_exported_in_lps_millimetres_into_any_folder(headless, volume, tmp_path):
+    """Into a nested new folder and again into the same, existing one; each STL lies where its
+    voxels lie in LPS (x and y of RAS have the opposite sign; a scale would move the bounds)."""
+    from InnerEarSegmentationLib.mrml_output import export_surfaces
+
+    node, image = volume
+    seg = write_result(headless.scene, node, image, LABELS, show3d=False)
+    folder = tmp_path / "nested" / "surfaces"
+    first = export_surfaces(seg, folder, "stl")
+    assert export_surfaces(seg, folder) == first and sorted(folder.iterdir()) == first  # STL by default
+    labels = sitk.GetArrayViewFromImage(image)
+    for label in LABELS:
+        reader = vtk.vtkSTLReader()
+        reader.SetFileName(str(next(f for f in first if label.name in f.name)))
+        reader.Update()
+        bounds = np.array(reader.GetOutput().GetBounds()).reshape(3, 2)
+        centres = np.array([image.TransformIndexToPhysicalPoint([int(i) for i in index[::-1]])
+                            for index in np.argwhere(labels == label.value)])
+        np.testing.assert_allclose(bounds[:, 0], centres.min(axis=0), atol=0.6)
+        np.testing.assert_allclose(bounds[:, 1], centres.max(axis=0), atol=0.6)
+
+
+def test_report_of_a_node_without_a_report_is_none(headless, volume):
+    node, image = volume
+    assert report_of(None) is None
+    assert report_of(write_result(headless.scene, node, image, LABELS, show3d=False)) is None

@@ -154,3 +154,31 @@ def test_manifest_minimum_extent_reaches_the_model_grid(tiny_model, tmp_path):
     result = Segmenter(model).segment(blob_scan())
     assert result.report["model_grid"] == {"size": 32, "spacing_mm": 1.25}
     assert dice(sitk.GetArrayFromImage(result.labelmap) > 0, fluid_truth()) > 0.8  # coarse, still found
+
+
+def test_report_records_provenance_input_geometry_and_timings(tiny_model):
+    """Every output carries this report: what ran, on which grid, and how long each step took."""
+    import datetime
+
+    from InnerEarSegmentationLib import __version__
+    from InnerEarSegmentationLib.model import sha256_of
+    from InnerEarSegmentationLib.pipeline import DISCLAIMER
+
+    image = blob_scan(direction=(0, 1, 0, 1, 0, 0, 0, 0, -1))
+    model = load_model(tiny_model)
+    report = Segmenter(model).segment(image, source="ear.nrrd").report
+    assert report["software"] == {"name": "InnerEarSegmentation", "version": __version__}
+    assert report["model"] == {"id": "tiny-test-model", "version": "0.0.1", "description": model.description,
+                               "manifest_sha256": sha256_of(tiny_model / "manifest.json"),
+                               "stages_run": ["stage1", "stage2", "stage3"]}
+    assert report["input"] == {"source": "ear.nrrd", "size": list(image.GetSize()),
+                               "spacing_mm": list(image.GetSpacing()), "origin_mm": list(image.GetOrigin()),
+                               "direction": list(image.GetDirection())}
+    assert report["model_grid"] == {"size": 32, "spacing_mm": 0.5}
+    assert set(report["timings_s"]) == {"resample", "resample_back"} | {
+        f"{step}_stage{n}" for step in ("stage", "components") for n in (1, 2, 3)}
+    assert report["disclaimer"] == DISCLAIMER and report["warnings"] == []
+    assert datetime.datetime.fromisoformat(report["created"]).utcoffset() == datetime.timedelta(0)
+    assert [(s["value"], s["name"]) for s in report["segments"]] == [
+        (1, "Cochlea"), (2, "Vestibule"), (3, "Semicircular canals")]
+    assert report["segments"][0]["voxels"] > 0 and report["segments"][1]["voxels"] == 0

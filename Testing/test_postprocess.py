@@ -1,10 +1,16 @@
-"""Structure labels on the model grid: stray specks of one structure take the label around them."""
+"""Structure labels on the model grid: stray specks of one structure take the label around them;
+and on the scan's grid: pieces cut off by interpolation are dropped."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
 
-from InnerEarSegmentationLib.postprocess import merge_structure_islands
+from InnerEarSegmentationLib.geometry import Geometry
+from InnerEarSegmentationLib.postprocess import merge_structure_islands, to_original_grid
+from InnerEarSegmentationLib.progress import Progress
 
 COCHLEA, VESTIBULE, CANALS = 1, 2, 3
 
@@ -42,3 +48,32 @@ def test_a_lone_speck_with_no_other_structure_around_keeps_its_label():
     labels[35:37, 2:4, 2:4] = CANALS         # small, but surrounded by background only
     merged = merge_structure_islands(labels, labels > 0)
     assert (merged[35:37, 2:4, 2:4] == CANALS).all()
+
+
+@pytest.mark.parametrize("keep_largest", [True, False])
+def test_a_piece_that_mapping_back_cuts_off_is_dropped_on_the_scans_grid(keep_largest):
+    """On the model grid (1 mm) a cube, a one-voxel bridge just above threshold and a small piece
+    are one component. The scan's voxels (0.5 mm) sit a quarter voxel off the model's, where the
+    interpolated bridge falls under threshold: the small piece is then an island of its own."""
+    n = 20
+    fg = np.zeros((n, n, n), np.float32)
+    fg[4:11, 4:11, 4:11] = 1.0   # the labyrinth
+    fg[7, 7, 11:13] = 0.6        # the bridge
+    fg[6:9, 6:9, 13:16] = 1.0    # the piece hanging on it
+    probabilities = np.stack([1 - fg, fg, np.zeros_like(fg), np.zeros_like(fg)])
+    mask = fg >= 0.5
+    assert ndimage.label(mask, np.ones((3, 3, 3)))[1] == 1
+    grid = sitk.Image([n] * 3, sitk.sitkUInt8)
+    scan = sitk.Image([2 * n] * 3, sitk.sitkInt16)
+    scan.SetSpacing([0.5] * 3)
+    scan.SetOrigin([-0.25] * 3)
+    labelmap, _ = to_original_grid(probabilities, mask, grid, Geometry.of(scan), 0.5, keep_largest, False,
+                                   Progress())
+    labels = sitk.GetArrayFromImage(labelmap)
+    assert (labels[10:20, 10:20, 10:20] == 1).all()  # the cube's inside, scan voxels 4.75-9.25 mm
+    piece = labels[12:18, 12:18, 26:32]               # scan voxels of the hanging piece
+    components = ndimage.label(labels > 0, np.ones((3, 3, 3)))[1]
+    if keep_largest:
+        assert components == 1 and not piece.any()
+    else:  # the setting is honoured: without it the island stays
+        assert components == 2 and piece.sum() > 50
