@@ -32,7 +32,8 @@ DEFINITIONS = {
     "a_value_mm": "largest extent of the cochlea across the modiolar axis, on the line from the axis "
                   "towards the basal end of the duct",
     "b_value_mm": "extent of the cochlea across the modiolar axis, perpendicular to A",
-    "h_value_mm": "extent of the cochlea along the modiolar axis",
+    "h_value_mm": "extent of the cochlea along the modiolar axis in its section through the axis "
+                  "perpendicular to A (clear of the basal hook)",
     "cdl_centreline_mm": "length of the duct's mid-lumen centreline from the basal end to the apex",
     "cdl_lateral_wall_mm": "length of the duct's lateral wall (outermost from the axis) at the "
                            "centreline's height, basal end to apex",
@@ -116,10 +117,9 @@ def measure_cochlea(labelmap: sitk.Image, cochlea: int = 1, vestibule: int | Non
     axis = Axis(axis.point + base_height * axis.direction, axis.direction)
     height = height - base_height
     wall = _lateral_wall(volume, axis, e1, radius, sign * angle, height)
-    a_low, a_high = _extent_across(volume, axis, e1)
+    (a_low, a_high), _ = _section_extents(volume, axis, e1)
     b_dir = np.cross(axis.direction, e1)
-    b_low, b_high = _extent_across(volume, axis, b_dir)
-    h_low, h_high = _extent_along(volume, axis)
+    (b_low, b_high), (h_low, h_high) = _section_extents(volume, axis, b_dir)
     a_value = a_high - a_low
     measurement = CochleaMeasurement(
         a_value_mm=a_value, b_value_mm=b_high - b_low, h_value_mm=h_high - h_low,
@@ -175,35 +175,48 @@ def _lateral_wall(volume: CochleaVolume, axis: Axis, e1, radius, angle, height) 
     return axis.from_cylindrical(wall_radius, angle, height, e1)
 
 
-def _section(volume: CochleaVolume, axis: Axis, direction: np.ndarray, step: float = 0.02):
-    """Occupancy on the plane through the axis containing ``direction``: (offsets, inside[h, s])."""
-    heights = (volume.inside_points() - axis.point) @ axis.direction
+def _section_extents(volume: CochleaVolume, axis: Axis, direction: np.ndarray,
+                     step: float = 0.02) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Extents across (along ``direction``) and along the axis of the cochlea's section by the
+    plane through the axis containing ``direction``, from the smoothed surface (sub-voxel)."""
+    low, high = volume.extent_along(axis.direction)
+    base = axis.point @ axis.direction
     s = np.arange(-8.0, 8.0, step)
-    h = np.arange(heights.min() - 0.3, heights.max() + 0.3, 0.05)
-    points = (axis.point + s[None, :, None] * direction + h[:, None, None] * axis.direction)
-    return s, volume.sample(volume.occupancy, points) >= 0.5
-
-
-def _extent_across(volume: CochleaVolume, axis: Axis, direction: np.ndarray) -> tuple[float, float]:
-    """Lowest and highest offset along ``direction`` of the cochlea's section through the axis."""
-    s, inside = _section(volume, axis, direction)
-    columns = np.nonzero(inside.any(axis=0))[0]
+    h = np.arange(low - base - 0.3, high - base + 0.3, step)
+    points = axis.point + s[None, :, None] * direction + h[:, None, None] * axis.direction
+    inside = volume.sample(volume.occupancy, points) >= 0.5
+    columns, rows = np.nonzero(inside.any(axis=0))[0], np.nonzero(inside.any(axis=1))[0]
     if len(columns) == 0:
         raise CannotMeasure("the plane through the modiolar axis misses the cochlea")
-    step = s[1] - s[0]
-    return float(s[columns[0]] - step / 2), float(s[columns[-1]] + step / 2)
+    return ((float(s[columns[0]] - step / 2), float(s[columns[-1]] + step / 2)),
+            (float(h[rows[0]] - step / 2), float(h[rows[-1]] + step / 2)))
 
 
-def _extent_along(volume: CochleaVolume, axis: Axis) -> tuple[float, float]:
-    heights = (volume.inside_points() - axis.point) @ axis.direction
-    half = volume.spacing / 2
-    return float(heights.min() - half), float(heights.max() + half)
-
-
-def measurements_section(labelmap: sitk.Image, cochlea: int = 1, vestibule: int | None = 2) -> dict[str, Any]:
+def measurements_section(labelmap: sitk.Image, cochlea: int | None = 1, vestibule: int | None = 2) -> dict[str, Any]:
     """The report's ``measurements``: the figures, or ``cannot measure: <reason>`` — never raises
     for a segmentation it cannot measure, so a segmentation is never lost to its measurement."""
+    if cochlea is None:
+        return {"cochlea": {"status": "cannot measure: the model has no label named Cochlea"}}
     try:
         return {"cochlea": measure_cochlea(labelmap, cochlea, vestibule).as_report()}
     except CannotMeasure as error:
         return {"cochlea": {"status": f"cannot measure: {error}"}}
+    except (ArithmeticError, ValueError, IndexError, np.linalg.LinAlgError, RuntimeError) as error:
+        return {"cochlea": {"status": f"cannot measure: the measurement failed ({type(error).__name__}: "
+                                      f"{error}); this is a bug, please report it"}}
+
+
+def label_values(labels) -> tuple[int | None, int | None]:
+    """Values of the cochlea and vestibule among a model's labels (by name)."""
+    found = {label.name.lower(): label.value for label in labels}
+    return found.get("cochlea"), found.get("vestibule")
+
+
+def cli_summary(section: dict[str, Any]) -> str:
+    """One line for the command line: the main figures, or why there are none."""
+    cochlea = section.get("cochlea", {})
+    if cochlea.get("status") != "measured":
+        return cochlea.get("status", "not measured")
+    return (f"cochlea A {cochlea['a_value_mm']:.1f} mm, B {cochlea['b_value_mm']:.1f} mm, "
+            f"H {cochlea['h_value_mm']:.1f} mm, duct {cochlea['cdl_centreline_mm']:.1f} mm "
+            f"(lateral wall {cochlea['cdl_lateral_wall_mm']:.1f} mm), {cochlea['turns']:.2f} turns")

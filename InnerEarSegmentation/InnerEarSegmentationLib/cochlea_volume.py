@@ -40,6 +40,18 @@ class CochleaVolume:
     voxel_count: int
     voxel_volume_mm3: float
     basal_hint: np.ndarray | None  # where the cochlea opens into the vestibule, if it does
+    surface_voxels: np.ndarray     # (N, 3) physical centres of the scan's own boundary voxels
+    scan_matrix: np.ndarray        # the scan's index step -> physical offset
+
+    def extent_along(self, direction: np.ndarray) -> tuple[float, float]:
+        """Lowest and highest reach of the segmentation's own voxels along ``direction``.
+
+        From the scan's voxels, not the smoothed surface: smoothing rounds off thin tips (the apex),
+        which would shorten the extent by up to a voxel on coarse scans. Each voxel reaches half
+        its size beyond its centre, so the extent is unbiased on average."""
+        along = self.surface_voxels @ direction
+        half = 0.5 * float(np.linalg.norm(direction @ self.scan_matrix))
+        return float(along.min() - half), float(along.max() + half)
 
     def index_of(self, points: np.ndarray) -> np.ndarray:
         """(3, N) array (z, y, x) of continuous indices of physical points."""
@@ -103,11 +115,14 @@ def cochlea_volume(labelmap: sitk.Image, cochlea: int = 1, vestibule: int | None
         if touching.any():
             where = np.stack(np.nonzero(touching)[::-1], axis=1).mean(axis=0)
             basal_hint = origin + (direction * scan_spacing) @ where
+    scan_matrix = direction * scan_spacing
+    surface = mask & ~ndimage.binary_erosion(mask)
+    surface_voxels = origin + np.stack(np.nonzero(surface)[::-1], axis=1) @ scan_matrix.T
     occupancy = _resample(mask, origin, scan_spacing, direction, spacing)
     inside = occupancy[0] >= 0.5
     edt = ndimage.distance_transform_edt(inside, sampling=spacing).astype(np.float32)
     return CochleaVolume(occupancy[0], edt, occupancy[1], occupancy[2], spacing, int(mask.sum()),
-                         float(np.prod(scan_spacing)), basal_hint)
+                         float(np.prod(scan_spacing)), basal_hint, surface_voxels, scan_matrix)
 
 
 def _resample(mask: np.ndarray, origin: np.ndarray, spacing: np.ndarray, direction: np.ndarray,
