@@ -143,7 +143,7 @@ def phantom_table(seeds: int) -> None:
           f"max {max(timings):.2f} s over {len(timings)} measurements.\n")
 
 
-def repeatability(seed: int = 3, poses: int = 5) -> None:
+def repeatability(poses: int, seed: int = 3) -> None:
     rng = np.random.default_rng(99)
     phantom = make_phantom(seed, "clinical")
     print(f"## Repeatability: phantom {seed}, {poses} random poses per voxel size\n")
@@ -184,6 +184,7 @@ def real_specimens(folder: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=6)
+    parser.add_argument("--poses", type=int, default=5, help="poses per voxel size for repeatability")
     parser.add_argument("--real", type=Path, default=Path("Training/data/real-anatomy"))
     parser.add_argument("--skip", nargs="*", default=(), choices=("phantoms", "repeatability", "real"))
     args = parser.parse_args(argv)
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     if "phantoms" not in args.skip:
         phantom_table(args.seeds)
     if "repeatability" not in args.skip:
-        repeatability()
+        repeatability(args.poses)
     if "real" not in args.skip:
         real_specimens(args.real)
     return 0
