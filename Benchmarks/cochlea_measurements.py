@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from InnerEarSegmentationLib import signed_distance as sd
 from InnerEarSegmentationLib.cochlea_metrics import CannotMeasure, measure_cochlea
 from InnerEarSegmentationLib.cochlea_spiral import Axis
 from InnerEarSegmentationLib.phantom import make_phantom
@@ -129,7 +128,7 @@ def phantom_table(seeds: int) -> None:
             rows.append(errors)
             cells = " | ".join(f"{errors[key]:+.2f}" for key in TOLERANCE)
             print(f"| {seed} | {spacing} | {cells} | {seconds:.2f} |", flush=True)
-    print(f"\nExact figures of the last phantom: "
+    print("\nExact figures of the last phantom: "
           + ", ".join(f"{key} {value:.2f}" for key, value in exact.items()) + "\n")
     print("| figure | tolerance | within | share | mean error | 95th percentile of abs error |")
     print("|---|---|---|---|---|---|")
