@@ -6,7 +6,7 @@ centreline, modiolar axis and exact signed distances). Then one ear in five pose
 (repeatability) and, where present, the real specimens. Prints a markdown report::
 
     PYTHONPATH=InnerEarSegmentation nice -n 19 python Benchmarks/cochlea_measurements.py \
-        --seeds 6 > Benchmarks/MEASUREMENTS.md
+        --seeds 6 --real ../main/Training/data/real-anatomy > Benchmarks/MEASUREMENTS.md
 """
 
 from __future__ import annotations

@@ -43,6 +43,18 @@ DEFINITIONS = {
     "volume_mm3": "volume of the cochlea segment",
 }
 
+# Largest error on exact phantoms (Benchmarks/MEASUREMENTS.md), by voxel size.
+UNCERTAINTY = {
+    "a_value_mm": "±0.15 mm at 0.1-0.3 mm voxels, ±0.4 mm at 0.5 mm",
+    "b_value_mm": "±0.1 mm at 0.1-0.3 mm voxels, ±0.2 mm at 0.5 mm",
+    "h_value_mm": "not yet measured on phantoms",
+    "cdl_centreline_mm": "±0.9 mm at 0.1-0.3 mm voxels, ±0.7 mm at 0.5 mm",
+    "cdl_lateral_wall_mm": "not measured on phantoms",
+    "angular_length_deg": "±17° at 0.1-0.3 mm voxels, ±31° at 0.5 mm",
+    "cdl_escude_2006_mm": "that of A, plus the formula's own error against histology",
+    "cdl_alexiades_2015_mm": "that of A, plus the formula's own error against histology",
+}
+
 
 @dataclass
 class CochleaMeasurement:
@@ -80,6 +92,7 @@ class CochleaMeasurement:
             "modiolar_axis": {"point_lps_mm": _rounded(self.axis.point),
                               "direction_lps": _rounded(self.axis.direction, 4)},
             "definitions": DEFINITIONS,
+            "uncertainty": UNCERTAINTY,
         }
 
 

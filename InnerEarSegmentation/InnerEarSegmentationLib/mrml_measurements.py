@@ -15,7 +15,7 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-from .cochlea_metrics import ANGLE_STEP_DEG, DEFINITIONS, CochleaMeasurement, measure_cochlea
+from .cochlea_metrics import ANGLE_STEP_DEG, DEFINITIONS, UNCERTAINTY, CochleaMeasurement, measure_cochlea
 from .cochlea_volume import CannotMeasure
 from .mrml_volume import sitk_from_volume_node
 
@@ -144,15 +144,16 @@ class CochleaMeasurementView:
 
     def _fill_table(self, name: str) -> None:
         table = _node(self.scene, self.nodes, "table", "vtkMRMLTableNode", f"{name} cochlea measurements")
-        rows = [("Status", self.section.get("status", ""), "", "")]
+        rows = [("Status", self.section.get("status", ""), "", "", "")]
         if self.section.get("status") == "measured":
-            rows += [(title, f"{self.section[key]:.2f}", unit, DEFINITIONS[key]) for key, title, unit in ROWS]
-            rows.append((CURVE_ROW, f"{self.curve_length():.2f}", "mm",
+            rows += [(title, f"{self.section[key]:.2f}", unit, UNCERTAINTY.get(key, ""), DEFINITIONS[key])
+                     for key, title, unit in ROWS]
+            rows.append((CURVE_ROW, f"{self.curve_length():.2f}", "mm", "",
                          "length of the centreline curve in the scene, after any hand edits"))
         was = table.StartModify()
         table.RemoveAllColumns()
         columns = []
-        for title in ("Measurement", "Value", "Unit", "Definition"):
+        for title in ("Measurement", "Value", "Unit", "Uncertainty", "Definition"):
             column = table.AddColumn()
             column.SetName(title)
             columns.append(column)
