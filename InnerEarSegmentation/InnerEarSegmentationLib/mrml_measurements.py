@@ -61,7 +61,8 @@ def _node(scene, holder: dict, key: str, class_name: str, name: str):
     node = holder.get(key)
     if node is None or node.GetScene() is not scene:
         node = scene.AddNewNodeByClass(class_name, name)
-        node.CreateDefaultDisplayNodes()
+        if hasattr(node, "CreateDefaultDisplayNodes"):  # markups are displayable, a table is not
+            node.CreateDefaultDisplayNodes()
         holder[key] = node
     return node
 
