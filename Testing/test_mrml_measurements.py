@@ -22,7 +22,7 @@ SPIRAL = Spiral()
 @pytest.fixture(scope="module")
 def view():
     headless = make_scene()
-    image = tube_labelmap(SPIRAL.centreline(), SPIRAL.lumen, spacing=0.25)
+    image = tube_labelmap(SPIRAL.centreline(), SPIRAL.lumen, spacing=0.2)
     volume = volume_node_from_sitk(image, headless.scene, "CT")
     segmentation = write_result(headless.scene, volume, image, LABELS, show3d=False)
     view = CochleaMeasurementView(segmentation)

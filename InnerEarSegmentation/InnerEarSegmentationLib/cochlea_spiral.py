@@ -83,9 +83,7 @@ def track_centreline(volume: CochleaVolume, start: np.ndarray) -> np.ndarray:
     if len(inside) == 0:
         raise CannotMeasure("the cochlea is too small to follow its duct")
     start = inside[int(np.argmin(np.linalg.norm(inside - start, axis=1)))]
-    near = inside[np.linalg.norm(inside - start, axis=1) < 1.5]
-    weights = volume.sample(volume.edt, near)
-    tangent = _unit((near * weights[:, None]).sum(axis=0) / max(weights.sum(), 1e-9) - start)
+    tangent = _initial_direction(volume, inside, start)
     point = np.asarray(start, dtype=float)
     points, radii = [point], [float(volume.sample(volume.edt, point[None])[0])]
     disk = _disk(0.5, 0.04)
@@ -130,6 +128,17 @@ def _trim_cap(points: np.ndarray, radii: np.ndarray) -> np.ndarray:
     while end > len(radii) - 12 and radii[end - 1] < CAP_RATIO * reference:
         end -= 1
     return points[:end]
+
+
+def _initial_direction(volume: CochleaVolume, inside: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Along the duct, away from its end: the long axis of the duct's first 1.5 mm past its
+    ridge, turned towards where most of it lies (a direction to the nearby mass alone would
+    point across the duct when the start is on its wall)."""
+    near = inside[np.linalg.norm(inside - start, axis=1) < 1.0]
+    ridge = near[int(np.argmax(volume.sample(volume.edt, near)))]
+    local = inside[np.linalg.norm(inside - ridge, axis=1) < 1.5]
+    direction = np.linalg.eigh(np.cov((local - local.mean(axis=0)).T))[1][:, -1]
+    return direction if (local.mean(axis=0) - start) @ direction >= 0 else -direction
 
 
 def _closes_loop(points: list) -> bool:
