@@ -45,12 +45,12 @@ DEFINITIONS = {
 
 # Largest error on exact phantoms (Benchmarks/MEASUREMENTS.md), by voxel size.
 UNCERTAINTY = {
-    "a_value_mm": "±0.15 mm at 0.1-0.3 mm voxels, ±0.4 mm at 0.5 mm",
-    "b_value_mm": "±0.1 mm at 0.1-0.3 mm voxels, ±0.2 mm at 0.5 mm",
-    "h_value_mm": "not yet measured on phantoms",
-    "cdl_centreline_mm": "±0.9 mm at 0.1-0.3 mm voxels, ±0.7 mm at 0.5 mm",
+    "a_value_mm": "±0.3 mm at 0.1-0.3 mm voxels, ±0.4 mm at 0.4-0.5 mm",
+    "b_value_mm": "±0.15 mm at 0.1-0.3 mm voxels, ±0.35 mm at 0.4-0.5 mm",
+    "h_value_mm": "±0.1 mm at 0.1-0.3 mm voxels, ±0.25 mm at 0.4-0.5 mm",
+    "cdl_centreline_mm": "±0.9 mm at 0.1-0.5 mm voxels",
     "cdl_lateral_wall_mm": "not measured on phantoms",
-    "angular_length_deg": "±17° at 0.1-0.3 mm voxels, ±31° at 0.5 mm",
+    "angular_length_deg": "±17° at 0.1-0.3 mm voxels, ±34° at 0.4-0.5 mm",
     "cdl_escude_2006_mm": "that of A, plus the formula's own error against histology",
     "cdl_alexiades_2015_mm": "that of A, plus the formula's own error against histology",
 }
