@@ -97,6 +97,7 @@ class InnerEarSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self._parameterNodeGuiTag = None
         self._job = None
         self._onJobDone = None
+        self._measurementView = None
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -124,12 +125,35 @@ class InnerEarSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self._timer = qt.QTimer()
         self._timer.setInterval(100)
         self._timer.connect("timeout()", self._poll)
+        self._setupMeasurements()
         self.refreshModels()
         self.initializeParameterNode()
+
+    def _setupMeasurements(self):
+        """A table of the cochlea's measurements under the results; edits re-measure after a pause."""
+        self._measurementTable = slicer.qMRMLTableView()
+        self._measurementTable.setMRMLScene(slicer.mrmlScene)
+        self._measurementTable.visible = False
+        self.layout.addWidget(self._measurementTable)
+        self._measureTimer = qt.QTimer()
+        self._measureTimer.setSingleShot(True)
+        self._measureTimer.setInterval(800)
+        self._measureTimer.connect("timeout()", lambda: self._measurementView and self._measurementView.update())
+
+    def _showMeasurements(self, segmentation):
+        from InnerEarSegmentationLib.mrml_measurements import CochleaMeasurementView
+
+        if self._measurementView is not None:
+            self._measurementView.close()
+        self._measurementView = CochleaMeasurementView(segmentation, schedule=lambda work: self._measureTimer.start())
+        self._measurementTable.setMRMLTableNode(self._measurementView.nodes["table"])
+        self._measurementTable.visible = True
 
     def cleanup(self):
         if self._job is not None:
             self._job.cancel()
+        if self._measurementView is not None:
+            self._measurementView.close()
         self._timer.stop()
         self.removeObservers()
 
@@ -251,6 +275,7 @@ class InnerEarSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         def done(job):
             node.outputSegmentation = job.finish()
             self._showPreview(job.preview_png)
+            self._showMeasurements(node.outputSegmentation)
             self.ui.statusLabel.text = _("Done.")
 
         self._startJob(run, done, _("Segmenting…"))

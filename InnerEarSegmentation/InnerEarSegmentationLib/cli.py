@@ -10,6 +10,7 @@ import traceback
 from pathlib import Path
 
 from . import __version__
+from .cochlea_metrics import cli_summary
 from .errors import InnerEarError
 from .model import load_model
 from .outputs import ensure_writable, write_labelmap, write_preview, write_report, write_segmentation
@@ -36,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mirror-average", action=argparse.BooleanOptionalAction, default=None,
                         help="also segment the left-right mirror and average the two (twice the network "
                              "time; default: as the model's manifest says)")
+    parser.add_argument("--no-measure", dest="measure", action="store_false",
+                        help="skip the cochlea measurements (A, B, H values, duct length, turns)")
     parser.add_argument("--labelmap", action="store_true", help="also write <name>-label.nrrd")
     parser.add_argument("--surface", choices=("stl", "obj"), help="also write a smoothed surface mesh")
     parser.add_argument("--smoothing", type=float, default=0.5, help="surface smoothing 0..1 (default: %(default)s)")
@@ -142,6 +145,8 @@ def segment_one(segmenter: Segmenter, scan: Path, args: argparse.Namespace) -> l
         print(f"warning: {scan.name}: {warning}", file=sys.stderr)
     volumes = ", ".join(f"{s['name']} {s['volume_mm3']:.1f} mm³" for s in result.report["segments"])
     print(f"{scan.name}: {volumes} [{result.report['provider']}]")
+    if "measurements" in result.report:
+        print(f"{scan.name}: {cli_summary(result.report['measurements'])}")
     return written
 
 
@@ -172,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             scans = [make_demo_scan(args.output)]
             args.labelmap, args.report, args.surface = True, True, args.surface or "stl"
         segmenter = Segmenter(load_model(args.model), SegmentationSettings(
-            device=args.device, batch_size=args.batch_size, mirror_average=args.mirror_average))
+            device=args.device, batch_size=args.batch_size, mirror_average=args.mirror_average,
+            measure=args.measure))
         print(f"Model {segmenter.model.name}; {segmenter.provider} ({segmenter.provider_note})", file=sys.stderr)
     except InnerEarError as error:
         print(f"error: {error}", file=sys.stderr)

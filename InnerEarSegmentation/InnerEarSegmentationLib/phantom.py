@@ -73,6 +73,8 @@ class _Anatomy:
     structures: dict            # label -> list of primitives (local mm, unit scale)
     landmarks: dict             # name -> point (local mm)
     cochlea_axis: np.ndarray
+    cochlea_spiral: np.ndarray = None   # duct centreline, round window to apex (local mm)
+    cochlea_lumen: np.ndarray = None    # its radial lumen semi-axis per sample (local mm)
 
 
 _BASE_SHIFT = {  # canal arc centre offsets (local mm) that keep the three canals apart
@@ -200,7 +202,7 @@ def _build_labyrinth(g: "Phantom") -> _Anatomy:
     lm["cochlea_base"] = bc
     lm["cochlea_apex"] = spiral[-1]
     lm["round_window"] = start
-    return _Anatomy({COCHLEA: cochlea, VESTIBULE: vest, CANALS: canals}, lm, a)
+    return _Anatomy({COCHLEA: cochlea, VESTIBULE: vest, CANALS: canals}, lm, a, spiral, r_lumen)
 
 
 def _build_distractors(g: "Phantom", lab_local: _Anatomy) -> list:
@@ -423,6 +425,25 @@ class _Labyrinth:
         return out
 
 
+@dataclass
+class CochleaGeometry:
+    """The phantom cochlea as built: a tube of elliptic section (radial semi-axis
+    ``lumen_radius_mm``, semi-axis along ``axis`` ``lumen_height_mm``) along a conical spiral from
+    the round window (first sample) to the apex, winding ``turns`` times around ``axis`` (unit,
+    base to apex) through ``base_centre_mm``.  The basal hook into the vestibule is not included."""
+
+    centreline_mm: np.ndarray
+    lumen_radius_mm: np.ndarray
+    lumen_height_mm: np.ndarray
+    axis: np.ndarray
+    base_centre_mm: np.ndarray
+    turns: float
+
+    @property
+    def length_mm(self) -> float:
+        return float(np.linalg.norm(np.diff(self.centreline_mm, axis=0), axis=1).sum())
+
+
 def _labels_from_sdf(s: np.ndarray) -> np.ndarray:
     lab = np.zeros(len(s), dtype=np.uint8)
     lab[s[:, 2] < 0] = CANALS
@@ -527,6 +548,18 @@ class Phantom:
         """Anatomical landmarks (world mm)."""
         m, t = self._world_affine()
         return {k: self.scale * m @ v + t for k, v in self._anatomy().landmarks.items()}
+
+    def cochlea_geometry(self) -> CochleaGeometry:
+        """The cochlea's exact construction in world mm, the answer key for measuring it."""
+        m, t = self._world_affine()
+        an = self._anatomy()
+        return CochleaGeometry(
+            centreline_mm=self.scale * an.cochlea_spiral @ m.T + t,
+            lumen_radius_mm=self.scale * an.cochlea_lumen,
+            lumen_height_mm=self.scale * self.cochlea_flattening * an.cochlea_lumen,
+            axis=m @ an.cochlea_axis,
+            base_centre_mm=self.scale * m @ an.landmarks["cochlea_base"] + t,
+            turns=self.cochlea_turns)
 
     def _distractors(self) -> list:
         if "distractors" not in self._cache:

@@ -17,6 +17,7 @@ from .inference import StageSession, open_session
 from .labels import Label
 from .model import ModelManifest, load_model, sha256_of, MANIFEST_NAME
 from .cascade import run_cascade
+from .cochlea_metrics import label_values, measurements_section
 from .postprocess import to_original_grid
 from .geometry import Geometry
 from .preprocess import PreparedScan, prepare
@@ -40,6 +41,7 @@ class SegmentationSettings:
     crop: bool = True  # later stages only on a box around the labyrinth
     threads: int = 0
     mirror_average: bool | None = None  # None: as the model's manifest asks
+    measure: bool = True  # cochlea measurements in the report (cochlea_metrics)
 
 
 @dataclass
@@ -142,7 +144,13 @@ class Segmenter:
             raise InputError(
                 f"No inner ear was found in {source or 'the scan'}. Check that the scan shows a "
                 "temporal bone (a crop of a few centimetres around the ear works best).")
+        if settings.measure:
+            clock = time.perf_counter()
+            measurements = measurements_section(labelmap, *label_values(model.labels))
+            timings["measure"] = time.perf_counter() - clock
         report = self._report(scan, labelmap, timings, source)
+        if settings.measure:
+            report["measurements"] = measurements
         report["model_grid"] = {"size": model.grid_size, "spacing_mm": round(prepared.grid.GetSpacing()[0], 6)}
         progress.report(1.0, "done")
         labels = tuple(map(with_terminology, model.labels))
