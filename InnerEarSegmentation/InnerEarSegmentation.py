@@ -444,7 +444,7 @@ class InnerEarSegmentationLogic(ScriptedLoadableModuleLogic):
                 logging.warning(f"Skipping model {folder}: {error}")
                 continue
             shipped = folder.resolve() == default_model_folder().resolve()
-            label = _("{name} (shipped, phantom-trained)").format(name=manifest.name) if shipped else manifest.name
+            label = _("{name} (shipped)").format(name=manifest.name) if shipped else manifest.name
             models.append((label, "" if shipped else str(folder)))
         return models
 

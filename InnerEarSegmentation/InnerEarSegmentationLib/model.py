@@ -69,7 +69,7 @@ def sha256_of(path: Path) -> str:
 
 
 def default_model_folder() -> Path:
-    """The phantom-trained model shipped inside the package (works offline)."""
+    """The model shipped inside the package (works offline)."""
     return MODELS_DIR / DEFAULT_MODEL_ID
 
 
