@@ -6,23 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-import vtk
-from vtk.util import numpy_support
+
+from InnerEarSegmentationLib.preview import write_png
 
 COLOURS = np.array([[0, 0, 0], [232, 194, 61], [89, 181, 227], [217, 94, 117]], dtype=float)
-
-
-def write_png(rgb: np.ndarray, path: Path) -> None:
-    """An [H, W, 3] uint8 array as a PNG (vtk, already a runtime dependency; no imaging library)."""
-    height, width, _ = rgb.shape
-    image = vtk.vtkImageData()
-    image.SetDimensions(width, height, 1)
-    flat = np.ascontiguousarray(rgb[::-1]).reshape(-1, 3)
-    image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(flat, deep=True, array_type=vtk.VTK_UNSIGNED_CHAR))
-    writer = vtk.vtkPNGWriter()
-    writer.SetFileName(str(path))
-    writer.SetInputData(image)
-    writer.Write()
 
 
 def patient_aligned(labels: sitk.Image, centre_mm, extent_mm: float = 16.0, spacing_mm: float = 0.08) -> np.ndarray:

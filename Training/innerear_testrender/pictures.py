@@ -1,32 +1,17 @@
 """PNG pictures of a case: three orthogonal slices through the labyrinth with the truth's outline
-(green) and the prediction's (magenta), drawn to scale in mm. Written by a few lines of zlib, so
-no imaging library is needed."""
+(green) and the prediction's (magenta), drawn to scale in mm (written by the library's vtk PNG writer)."""
 
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
+from InnerEarSegmentationLib.preview import write_png
+
 TRUTH_COLOUR = (40, 220, 60)
 PREDICTION_COLOUR = (240, 40, 200)
-
-
-def write_png(path: Path, rgb: np.ndarray) -> None:
-    """Writes an [h, w, 3] uint8 array as an 8-bit RGB PNG."""
-    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-    height, width = rgb.shape[:2]
-    rows = b"".join(b"\x00" + rgb[row].tobytes() for row in range(height))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, 6))
-                           + chunk(b"IEND", b""))
 
 
 def _panel(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray, spacing_rc: tuple[float, float],
@@ -52,4 +37,4 @@ def case_picture(path: Path, slices: list[tuple[np.ndarray, ...]], spacing_zyx: 
     panels = [_panel(*s, p, pixel_mm) for s, p in zip(slices, pairs)]
     height = max(p.shape[0] for p in panels)
     padded = [np.pad(p, ((0, height - p.shape[0]), (0, 4), (0, 0))) for p in panels]
-    write_png(path, np.concatenate(padded, axis=1))
+    write_png(np.concatenate(padded, axis=1), path)
