@@ -175,8 +175,9 @@ def test_report_records_provenance_input_geometry_and_timings(tiny_model):
                                "spacing_mm": list(image.GetSpacing()), "origin_mm": list(image.GetOrigin()),
                                "direction": list(image.GetDirection())}
     assert report["model_grid"] == {"size": 32, "spacing_mm": 0.5}
-    assert set(report["timings_s"]) == {"resample", "resample_back"} | {
+    assert set(report["timings_s"]) == {"resample", "resample_back", "measure"} | {
         f"{step}_stage{n}" for step in ("stage", "components") for n in (1, 2, 3)}
+    assert "measurements" in report
     assert report["disclaimer"] == DISCLAIMER and report["warnings"] == []
     assert datetime.datetime.fromisoformat(report["created"]).utcoffset() == datetime.timedelta(0)
     assert [(s["value"], s["name"]) for s in report["segments"]] == [

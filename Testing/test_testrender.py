@@ -187,7 +187,7 @@ def test_loso_command_end_to_end(tmp_path, tiny_model):
     code = loso.main(["--model", str(tiny_model), "--specimens", "SYN", "--anatomy-folder", str(folder),
                       "--protocols", "cbct", "--orientations", "2", "--tight", "1", "--single-unet", "--fov-mm", "12",
                       "--out", str(out), "--save-cases", str(tmp_path / "cases"), "--pictures", str(tmp_path / "png")])
-    text = out.read_text()
+    text = out.read_text(encoding="utf-8")
     assert code == 0 and "| tiny (single U-Net) | 2 |" in text and "Tight cochlea crops" in text
     assert "python -m innerear_testrender.loso --model" in text
     assert len(list((tmp_path / "cases").glob("*-truth.nrrd"))) == 3
