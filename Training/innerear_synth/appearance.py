@@ -81,7 +81,7 @@ def tissue_volume(anatomy: np.ndarray, labyrinth_distance_mm: np.ndarray, spacin
     return image, values
 
 
-def scanner_physics(image: np.ndarray, spacing: np.ndarray, rng: np.random.Generator,
+def scanner_physics(image: np.ndarray, rng: np.random.Generator,
                     protocol: str) -> np.ndarray:
     """Bias, cupping, streaks and noise on the scan's own grid ([z, y, x], unit scale)."""
     shape = image.shape

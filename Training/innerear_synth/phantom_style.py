@@ -20,7 +20,7 @@ def restyle(scan: sitk.Image, rng: np.random.Generator) -> sitk.Image:
     curved = np.interp(unit, np.concatenate([[0.0], knots, [1.0]]),
                        np.concatenate([[rng.uniform(0.0, 0.1)], targets, [rng.uniform(0.9, 1.0)]]))
     protocol = str(rng.choice(("clinical", "cbct", "microct")))
-    voxels, _ = to_units(scanner_physics(curved.astype(np.float32), np.array(scan.GetSpacing()), rng, protocol),
+    voxels, _ = to_units(scanner_physics(curved.astype(np.float32), rng, protocol),
                          rng, protocol)
     styled = sitk.GetImageFromArray(voxels)
     styled.CopyInformation(scan)

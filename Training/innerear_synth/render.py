@@ -125,7 +125,7 @@ def render_scan(specimen: Specimen, rng: np.random.Generator,
     if shrink > 1:  # blurred below the scan's voxel already: fewer source voxels, same result
         tissue_image = sitk.BinShrink(tissue_image, [shrink] * 3)
     image = _acquire(tissue_image, geometry, values["air"])
-    image = scanner_physics(image, np.array(geometry.grid.GetSpacing()), rng, protocol)
+    image = scanner_physics(image, rng, protocol)
     voxels, units = to_units(image, rng, protocol)
     scan = sitk.GetImageFromArray(voxels)
     scan.CopyInformation(geometry.grid)

@@ -29,7 +29,6 @@ class ScanGeometry:
     pose: sitk.AffineTransform    # the pose alone
     warp_mm: float                # the warp's largest displacement
     slice_axis: int               # index (x=0, y=1, z=2) of the thick-slice axis
-    voxel_mm: tuple               # (in-plane, slice) acquisition voxel size before any capping
     description: dict
 
 
@@ -92,4 +91,4 @@ def draw_geometry(rng: np.random.Generator, labyrinth_centre: np.ndarray, cochle
     description = {"field": str(mode), "extent_mm": extent.round(2).tolist(), "voxel_mm": round(in_plane, 4),
                    "slice_mm": round(float(thickness), 4), "mirror": bool(mirror),
                    "scale": scale.round(3).tolist(), "elastic_mm": round(elastic_mm, 3)}
-    return ScanGeometry(grid, composite, affine, largest, slice_axis, (in_plane, float(thickness)), description)
+    return ScanGeometry(grid, composite, affine, largest, slice_axis, description)
