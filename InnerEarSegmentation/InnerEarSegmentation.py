@@ -343,6 +343,7 @@ class InnerEarSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
                                                                 qt.Qt.SmoothTransformation))
 
     def _showResults(self, segmentation):
+        from InnerEarSegmentationLib.laterality import side_summary
         from InnerEarSegmentationLib.mrml_output import report_of
 
         report = report_of(segmentation) if segmentation else None
@@ -350,9 +351,11 @@ class InnerEarSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             seconds = sum(report.get("timings_s", {}).values())
             model = report.get("model", {})
             warnings = "".join("\n" + _("Warning: {text}").format(text=text) for text in report.get("warnings", []))
+            side = ("\n" + _("Side: {text}").format(text=side_summary(report["laterality"]))
+                    if "laterality" in report else "")
             self.ui.runInfoLabel.text = _("{seconds:.1f} s on {provider} · model {model} {version}").format(
                 seconds=seconds, provider=report.get("provider", "?"), model=model.get("id", "?"),
-                version=model.get("version", "")) + warnings
+                version=model.get("version", "")) + side + warnings
         else:
             self.ui.runInfoLabel.text = ""
             self._showPreview(None)

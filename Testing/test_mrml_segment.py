@@ -106,11 +106,11 @@ def test_shipped_model_finds_the_labyrinth_of_a_real_temporal_bone(headless):
     scan, truth = _simple_ct_of_real_anatomy()
     volume = volume_node_from_sitk(scan, headless.scene, "Temporal bone CT")
     node = segment_volume_node(volume, device="cpu", show3d=True)
-    found = {name: segment_mask(headless, node, name, volume)
-             for name in ("Cochlea", "Vestibule", "Semicircular canals")}
+    found = {name: segment_mask(headless, node, f"Right {name}", volume)  # RT147 is a right ear
+             for name in ("cochlea", "vestibule", "semicircular canals")}
     labyrinth = np.logical_or.reduce(list(found.values()))
     assert _dice(labyrinth, truth > 0) > 0.6
-    assert _dice(found["Cochlea"], truth == 1) > 0.5
+    assert _dice(found["cochlea"], truth == 1) > 0.5
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:

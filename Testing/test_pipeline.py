@@ -16,7 +16,7 @@ from tiny_model import stage_graph
 from InnerEarSegmentationLib.errors import Cancelled, InnerEarError, ModelError
 from InnerEarSegmentationLib.model import load_model, save_manifest
 from InnerEarSegmentationLib.pipeline import SegmentationSettings, Segmenter
-from InnerEarSegmentationLib.preprocess import model_grid
+from InnerEarSegmentationLib.preprocess import model_grid, physical_corners
 from InnerEarSegmentationLib.progress import Progress
 
 
@@ -152,7 +152,7 @@ def test_manifest_minimum_extent_reaches_the_model_grid(tiny_model, tmp_path):
     model = load_model(folder)
     assert model.min_extent_mm == 40.0
     result = Segmenter(model).segment(blob_scan())
-    assert result.report["model_grid"] == {"size": 32, "spacing_mm": 1.25}
+    assert {k: result.report["model_grid"][k] for k in ("size", "spacing_mm")} == {"size": 32, "spacing_mm": 1.25}
     assert dice(sitk.GetArrayFromImage(result.labelmap) > 0, fluid_truth()) > 0.8  # coarse, still found
 
 
@@ -174,7 +174,9 @@ def test_report_records_provenance_input_geometry_and_timings(tiny_model):
     assert report["input"] == {"source": "ear.nrrd", "size": list(image.GetSize()),
                                "spacing_mm": list(image.GetSpacing()), "origin_mm": list(image.GetOrigin()),
                                "direction": list(image.GetDirection())}
-    assert report["model_grid"] == {"size": 32, "spacing_mm": 0.5}
+    assert {k: report["model_grid"][k] for k in ("size", "spacing_mm")} == {"size": 32, "spacing_mm": 0.5}
+    assert report["model_grid"]["origin_mm"] == pytest.approx(  # the cube centred on the scan
+        np.mean(physical_corners(image), axis=0) - 0.5 * 31 / 2, abs=1e-3)
     assert set(report["timings_s"]) == {"resample", "resample_back", "measure"} | {
         f"{step}_stage{n}" for step in ("stage", "components") for n in (1, 2, 3)}
     assert "measurements" in report

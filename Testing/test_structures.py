@@ -19,7 +19,8 @@ from InnerEarSegmentationLib.metrics import per_label_dice
 from InnerEarSegmentationLib.model import load_model
 from InnerEarSegmentationLib.pipeline import SegmentationSettings, Segmenter
 
-STRUCTURES = {1: "Cochlea", 2: "Vestibule", 3: "Semicircular canals"}
+# The planted cochlea lies at lower x (towards the patient's right) than the canals: a left ear.
+STRUCTURES = {1: "Left cochlea", 2: "Left vestibule", 3: "Left semicircular canals"}
 # Off the model grid in every axis: each label is resampled to the model grid and back.
 ANISOTROPIC = {"size": (48, 44, 36), "spacing": (0.35, 0.36, 0.45)}
 # What a scan must not be, and the words the refusal uses (scanio.validate_scan, pipeline).

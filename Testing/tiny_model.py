@@ -9,6 +9,7 @@ so labels 2 and 3, the structure-speck merge and the auto-context wiring pass th
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -127,4 +128,17 @@ def build_tiny_model(folder: Path, grid_size: int = 32, graph=None, model_id: st
         "labels": LABELS,
         "stages": STAGES,
     })
+    return folder
+
+
+def build_located_model(folder: Path, roi_extent_mm: float = 16.0, grid_size: int = 64,
+                        locator_grid: int = 32) -> Path:
+    """The structure model behind a locator: its stage 1 run on a coarse cube over the whole scan
+    finds the labyrinth, the cascade segments a ``roi_extent_mm`` box round it (0.25 mm voxels)."""
+    build_structure_model(folder, grid_size)
+    onnx.save(structure_graph(1), str(folder / "locator.onnx"))
+    data = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    data.update(id="located-test-model", roi_extent_mm=roi_extent_mm,
+                locator={"file": "locator.onnx", "view": "coronal", "grid_size": locator_grid})
+    save_manifest(folder, data)
     return folder

@@ -12,6 +12,7 @@ from pathlib import Path
 from . import __version__
 from .cochlea_metrics import cli_summary
 from .errors import InnerEarError
+from .laterality import side_summary
 from .model import load_model
 from .outputs import ensure_writable, write_labelmap, write_preview, write_report, write_segmentation
 from .pipeline import SegmentationSettings, Segmenter
@@ -145,6 +146,8 @@ def segment_one(segmenter: Segmenter, scan: Path, args: argparse.Namespace) -> l
         print(f"warning: {scan.name}: {warning}", file=sys.stderr)
     volumes = ", ".join(f"{s['name']} {s['volume_mm3']:.1f} mm³" for s in result.report["segments"])
     print(f"{scan.name}: {volumes} [{result.report['provider']}]")
+    if "laterality" in result.report:
+        print(f"{scan.name}: {side_summary(result.report['laterality'])}")
     if "measurements" in result.report:
         print(f"{scan.name}: {cli_summary(result.report['measurements'])}")
     return written

@@ -38,6 +38,21 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class Locator:
+    """The whole-scan U-Net that finds the labyrinth before the cascade segments a fixed-size box
+    around it (``roi_extent_mm``): one image channel, its own cube over the scan's whole field."""
+
+    file: str
+    view: str
+    grid_size: int
+    min_extent_mm: float
+    sha256: str
+
+    def as_stage(self) -> Stage:
+        return Stage("locator", self.file, self.view, ("image",), self.sha256)
+
+
+@dataclass(frozen=True)
 class ModelManifest:
     folder: Path
     id: str
@@ -51,6 +66,8 @@ class ModelManifest:
     raw: dict[str, Any]
     min_extent_mm: float = 0.0
     mirror_average: bool = False  # run on the scan and its left-right mirror, average
+    roi_extent_mm: float = 0.0  # > 0: the cascade sees a cube this size around the located labyrinth
+    locator: Locator | None = None
 
     def stage_path(self, stage: Stage) -> Path:
         return self.folder / stage.file
@@ -130,6 +147,8 @@ def _parse(folder: Path, data: dict, where: Path) -> ModelManifest:
             raw=data,
             min_extent_mm=float(data.get("grid_min_extent_mm", 0.0)),
             mirror_average=bool(data.get("mirror_average", False)),
+            roi_extent_mm=float(data.get("roi_extent_mm", 0.0)),
+            locator=_parse_locator(data.get("locator")),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise ModelError(f"The model manifest {where} lacks or garbles the field {error}. "
@@ -138,9 +157,22 @@ def _parse(folder: Path, data: dict, where: Path) -> ModelManifest:
     return manifest
 
 
+def _parse_locator(item: dict | None) -> Locator | None:
+    if item is None:
+        return None
+    return Locator(file=str(item["file"]), view=str(item.get("view", "coronal")), grid_size=int(item["grid_size"]),
+                   min_extent_mm=float(item.get("grid_min_extent_mm", 0.0)), sha256=str(item["sha256"]).lower())
+
+
 def _check_consistency(manifest: ModelManifest, where: Path) -> None:
     if not manifest.stages:
         raise ModelError(f"The model manifest {where} lists no stages.")
+    if manifest.roi_extent_mm > 0 and manifest.locator is None:
+        raise ModelError(f"The model manifest {where} asks for a {manifest.roi_extent_mm:g} mm box around "
+                         "the labyrinth but names no locator to find it. Re-export the model.")
+    if manifest.locator is not None and (manifest.locator.grid_size % 8 or manifest.locator.view not in VIEW_AXES):
+        raise ModelError(f"The locator in {where} needs a grid that is a multiple of 8 and a view among "
+                         f"{sorted(VIEW_AXES)}. Re-export the model.")
     if manifest.grid_size % 8 or manifest.grid_size < 16:
         raise ModelError(f"The model manifest {where} asks for a grid of {manifest.grid_size}; "
                          "it must be a multiple of 8 (the U-Net pools three times).")
@@ -167,7 +199,8 @@ def _check_consistency(manifest: ModelManifest, where: Path) -> None:
 
 def verify_files(manifest: ModelManifest) -> None:
     """Refuses a model whose stage files are missing or differ from the manifest's sha256."""
-    for stage in manifest.stages:
+    located = (manifest.locator.as_stage(),) if manifest.locator else ()
+    for stage in located + manifest.stages:
         path = manifest.stage_path(stage)
         if not path.is_file():
             raise ModelError(f"Model {manifest.name}: the file {path} for stage {stage.name} is "
@@ -188,7 +221,7 @@ def save_manifest(folder: Path, data: dict[str, Any]) -> Path:
     """
     folder = Path(folder)
     data = json.loads(json.dumps(data))
-    for stage in data["stages"]:
+    for stage in data["stages"] + ([data["locator"]] if data.get("locator") else []):
         stage["sha256"] = sha256_of(folder / stage["file"])
     path = folder / MANIFEST_NAME
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

@@ -36,7 +36,7 @@ def segment_labelmap(segmentation_node, cochlea: str = "Cochlea", vestibule: str
     segmentation = segmentation_node.GetSegmentation()
     ids = vtk.vtkStringArray()
     for name in (cochlea, vestibule):
-        segment_id = segmentation.GetSegmentIdBySegmentName(name)
+        segment_id = _segment_id(segmentation, name)
         if segment_id:
             ids.InsertNextValue(segment_id)
         elif name == cochlea:
@@ -50,6 +50,15 @@ def segment_labelmap(segmentation_node, cochlea: str = "Cochlea", vestibule: str
         return sitk_from_volume_node(labelmap)
     finally:
         scene.RemoveNode(labelmap)
+
+
+def _segment_id(segmentation, name: str) -> str:
+    """The segment named ``name``, or named for its side ("Right cochlea", as results are)."""
+    for candidate in (name, *(f"{side} {name[0].lower()}{name[1:]}" for side in ("Right", "Left"))):
+        segment_id = segmentation.GetSegmentIdBySegmentName(candidate)
+        if segment_id:
+            return segment_id
+    return ""
 
 
 def _ras(points: np.ndarray) -> np.ndarray:

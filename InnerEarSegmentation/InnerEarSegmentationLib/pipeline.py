@@ -20,7 +20,9 @@ from .cascade import run_cascade
 from .cochlea_metrics import label_values, measurements_section
 from .postprocess import to_original_grid
 from .geometry import Geometry
-from .preprocess import PreparedScan, prepare
+from .laterality import SideReading, read_side, sided, structure_values
+from .locate import Location, locate
+from .preprocess import PreparedScan, prepare, prepare_on, roi_grid
 from .progress import Progress
 from .terminology import with_terminology
 from .scanio import read_scan, scan_warnings, validate_scan
@@ -63,6 +65,7 @@ class Segmenter:
         if self.model is None:
             self.model = load_model()
         self._sessions: list[StageSession] | None = None
+        self._locator_session: StageSession | None = None
         self.provider_note = ""
 
     @property
@@ -95,6 +98,9 @@ class Segmenter:
                         f"the manifest lists {len(self.model.labels)} labels plus background. "
                         "Re-export the model.")
                 opened.append(session)
+            if self.model.locator is not None:
+                self._locator_session, _ = open_session(
+                    self.model.stage_path(self.model.locator.as_stage()), self.settings.device, self.settings.threads)
             self._sessions = opened
         return self._sessions
 
@@ -105,8 +111,8 @@ class Segmenter:
     def segment(self, image: sitk.Image, progress: Progress | None = None, source: str = "") -> SegmentationResult:
         """Segments one scan; ``progress`` gets fractions and can cancel between batches."""
         progress = progress or Progress()
-        prepared, scan, seconds = self._prepare(image, progress, source)
-        return self._segment_prepared(prepared, scan, {"resample": seconds}, progress, source)
+        prepared, scan, timings, location = self._prepare(image, progress, source)
+        return self._segment_prepared(prepared, scan, timings, location, progress, source)
 
     def segment_file(self, path: str | Path, progress: Progress | None = None) -> SegmentationResult:
         """Reads and segments a scan, freeing its voxels as soon as the model grid holds them,
@@ -115,25 +121,52 @@ class Segmenter:
         clock = time.perf_counter()
         image = read_scan(path)
         seconds = time.perf_counter() - clock
-        prepared, scan, resample_seconds = self._prepare(image, progress, str(path))
+        prepared, scan, timings, location = self._prepare(image, progress, str(path))
         del image
-        return self._segment_prepared(prepared, scan, {"read": seconds, "resample": resample_seconds},
-                                      progress, str(path))
+        return self._segment_prepared(prepared, scan, {"read": seconds, **timings}, location, progress, str(path))
 
-    def _prepare(self, image: sitk.Image, progress: Progress, source: str) -> tuple[PreparedScan, Geometry, float]:
+    @property
+    def cascade_start(self) -> float:
+        """The share of the progress bar spent before the cascade (the locator's pass, if any)."""
+        return 0.2 if self.model.locator is not None else 0.05
+
+    def _prepare(self, image: sitk.Image, progress: Progress,
+                 source: str) -> tuple[PreparedScan, Geometry, dict[str, float], Location | None]:
+        """The scan on the model grid: the whole field, or a box around the located labyrinth."""
         image = validate_scan(image, source or "the scan")
         self.sessions()
         clock = time.perf_counter()
-        progress.report(0.0, "resampling to the model grid")
-        prepared = prepare(image, self.model.grid_size, self.model.normalisation, self.model.min_extent_mm)
-        return prepared, Geometry.of(image), time.perf_counter() - clock
+        model, location = self.model, None
+        if model.locator is not None:
+            progress.report(0.0, "finding the labyrinth")
+            location = locate(image, model.locator, self._locator_session, model.normalisation, model.threshold,
+                              self.settings.batch_size, progress.span(0.0, self.cascade_start))
+            if location.centre_mm is None:
+                raise self._nothing_found(source)
+            timings = {"locate": time.perf_counter() - clock}
+            clock = time.perf_counter()
+            progress.report(self.cascade_start, "resampling a box around the labyrinth")
+            prepared = prepare_on(image, roi_grid(location.centre_mm, model.roi_extent_mm, model.grid_size),
+                                  model.normalisation)
+        else:
+            timings = {}
+            progress.report(0.0, "resampling to the model grid")
+            prepared = prepare(image, model.grid_size, model.normalisation, model.min_extent_mm)
+        timings["resample"] = time.perf_counter() - clock
+        return prepared, Geometry.of(image), timings, location
+
+    @staticmethod
+    def _nothing_found(source: str) -> InputError:
+        return InputError(
+            f"No inner ear was found in {source or 'the scan'}. Check that the scan shows a "
+            "temporal bone (a crop of a few centimetres around the ear works best).")
 
     def _segment_prepared(self, prepared: PreparedScan, scan: Geometry, timings: dict[str, float],
-                          progress: Progress, source: str) -> SegmentationResult:
+                          location: Location | None, progress: Progress, source: str) -> SegmentationResult:
         model, settings = self.model, self.settings
         cascade = run_cascade(
             prepared.array, self.stages, self.sessions(), model.threshold, settings.keep_largest_component,
-            settings.crop, settings.batch_size, progress.span(0.05, 0.9), self.mirror_average)
+            settings.crop, settings.batch_size, progress.span(self.cascade_start, 0.9), self.mirror_average)
         timings.update(cascade.timings)
         clock = time.perf_counter()
         labelmap, probability = to_original_grid(
@@ -141,22 +174,40 @@ class Segmenter:
             settings.keep_largest_component, settings.keep_probability, progress.span(0.9, 1.0))
         timings["resample_back"] = time.perf_counter() - clock
         if sitk.GetArrayViewFromImage(labelmap).max() == 0:  # no full-size temporary (1500³ micro-CT)
-            raise InputError(
-                f"No inner ear was found in {source or 'the scan'}. Check that the scan shows a "
-                "temporal bone (a crop of a few centimetres around the ear works best).")
+            raise self._nothing_found(source)
         if settings.measure:
             clock = time.perf_counter()
             measurements = measurements_section(labelmap, *label_values(model.labels))
             timings["measure"] = time.perf_counter() - clock
-        report = self._report(scan, labelmap, timings, source)
+        reading = self._side(cascade.probabilities, cascade.mask, prepared.grid, scan)
+        labels = tuple(sided(with_terminology(label), reading.side if reading else None) for label in model.labels)
+        report = self._report(scan, labelmap, labels, timings, source)
         if settings.measure:
             report["measurements"] = measurements
-        report["model_grid"] = {"size": model.grid_size, "spacing_mm": round(prepared.grid.GetSpacing()[0], 6)}
+        report["model_grid"] = {"size": model.grid_size, "spacing_mm": round(prepared.grid.GetSpacing()[0], 6),
+                                "origin_mm": [round(o, 3) for o in prepared.grid.GetOrigin()]}
+        if location is not None:
+            report["model_grid"]["box_extent_mm"] = model.roi_extent_mm
+            report["located"] = location.describe()
+        if reading is not None:
+            report["laterality"] = reading.describe()
+            if reading.warning():
+                report["warnings"].append(reading.warning())
         progress.report(1.0, "done")
-        labels = tuple(map(with_terminology, model.labels))
         return SegmentationResult(labelmap, labels, report, probability)
 
-    def _report(self, scan: Geometry, labelmap: sitk.Image, timings: dict, source: str) -> dict[str, Any]:
+    def _side(self, probabilities: np.ndarray, mask: np.ndarray, grid: sitk.Image,
+              scan: Geometry) -> SideReading | None:
+        """Reads the side on the model grid (LPS-aligned, a few MB whatever the scan's size)."""
+        values = structure_values(self.model.labels)
+        if values is None:
+            return None
+        labels = (np.argmax(probabilities[1:], axis=0) + 1).astype(np.uint8)
+        labels[~mask] = 0
+        return read_side(labels, grid, scan, *values)
+
+    def _report(self, scan: Geometry, labelmap: sitk.Image, labels: tuple[Label, ...], timings: dict,
+                source: str) -> dict[str, Any]:
         model = self.model
         return {
             "software": {"name": "InnerEarSegmentation", "version": __version__},
@@ -177,8 +228,8 @@ class Segmenter:
                 "origin_mm": list(scan.origin),
                 "direction": list(scan.direction),
             },
-            "segments": segment_volumes(labelmap, model.labels),
-            "warnings": scan_warnings(scan, model.grid_size),  # runs, but the result may suffer
+            "segments": segment_volumes(labelmap, labels),
+            "warnings": scan_warnings(scan, (model.locator or model).grid_size),  # runs, but the result may suffer
             "timings_s": {key: round(value, 3) for key, value in timings.items()},
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "disclaimer": DISCLAIMER,

@@ -51,6 +51,16 @@ def model_grid(image: sitk.Image, size: int, min_extent_mm: float = 0.0) -> sitk
     return grid
 
 
+def roi_grid(centre_mm: np.ndarray, extent_mm: float, size: int) -> sitk.Image:
+    """An empty size³ cube of ``extent_mm`` (identity direction) centred on a physical point: the
+    fixed-size box the cascade segments around a located labyrinth, whatever the scan's field."""
+    spacing = float(extent_mm) / size
+    grid = sitk.Image([size] * 3, sitk.sitkUInt8)
+    grid.SetSpacing([spacing] * 3)
+    grid.SetOrigin((np.asarray(centre_mm, dtype=float) - spacing * (size - 1) / 2).tolist())
+    return grid
+
+
 # Source voxels the B-spline may work on: it holds them as float32 plus float64 coefficients
 # (12 bytes a voxel), so 32 M voxels stay under 0.4 GB whatever the scan's size.
 BSPLINE_SOURCE_VOXELS = 32_000_000
@@ -123,7 +133,11 @@ def normalise(array: np.ndarray, normalisation: dict[str, Any], inside: np.ndarr
 
 def prepare(image: sitk.Image, grid_size: int, normalisation: dict[str, Any],
             min_extent_mm: float = 0.0) -> PreparedScan:
-    """Resample and normalise a scan exactly as the model saw its training data."""
-    grid = model_grid(image, grid_size, min_extent_mm)
+    """Resample and normalise a whole scan exactly as the model saw its training data."""
+    return prepare_on(image, model_grid(image, grid_size, min_extent_mm), normalisation)
+
+
+def prepare_on(image: sitk.Image, grid: sitk.Image, normalisation: dict[str, Any]) -> PreparedScan:
+    """Resample and normalise a scan onto a given grid (the whole-scan cube or a box in it)."""
     inside = scan_footprint(image, grid) if normalisation["method"] == "robust-range" else None
     return PreparedScan(normalise(resample_to_grid(image, grid), normalisation, inside), grid)
