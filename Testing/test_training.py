@@ -135,3 +135,62 @@ def test_an_interrupted_training_resumes_where_it_stopped(tmp_path, capsys):
     assert train.main(arguments[:-2] + ["--specimens", "", "--seed", "1"]) == 0
     log = capsys.readouterr().out
     assert "not retrained" not in log and "from other settings; starting afresh" in log
+
+
+def test_an_exported_stage_warm_starts_training_exactly_where_the_export_left_off(tmp_path):
+    """The export folds BatchNorm into the convolutions; loading it back (BatchNorm calibrated on
+    training input) must compute what onnxruntime computes from the file."""
+    from innerear_training.warm_start import load_exported
+
+    source = UNet2D(2, 4, base=4)
+    source.train()
+    with torch.no_grad():
+        for _ in range(3):
+            source(torch.randn(4, 2, 16, 16) * 2 + 0.5)
+    path = tmp_path / "stage.onnx"
+    export_stage(source, path, 2, size=16)
+    net = UNet2D(2, 4, base=4)
+    load_exported(net, path, [torch.randn(4, 2, 16, 16) * 2 + 0.5 for _ in range(3)])
+    net.eval()
+    x = np.random.default_rng(1).standard_normal((3, 2, 16, 16)).astype(np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {session.get_inputs()[0].name: x})[0]
+    with torch.no_grad():
+        got = torch.softmax(net(torch.from_numpy(x)), dim=1).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    fresh = UNet2D(2, 4, base=4).eval()
+    with torch.no_grad():
+        assert np.abs(torch.softmax(fresh(torch.from_numpy(x)), dim=1).numpy() - expected).max() > 1e-2
+
+
+def test_a_box_model_trains_on_boxes_round_the_labyrinth_behind_its_locator(tmp_path, capsys):
+    """--roi-extent-mm prepares every scan as a fixed cube round its labyrinth; the exported model
+    carries the whole-field model's stage 1 as its locator, and --init-from starts from its stages."""
+    from InnerEarSegmentationLib.model import load_model
+    from innerear_training import train
+
+    common = ["--cache", str(tmp_path / "cache"), "--train-phantoms", "2", "--modalities", "clinical",
+              "--grid", "32", "--base", "4", "--max-epochs", "1", "--steps-per-epoch", "1", "--batch", "4",
+              "--val-fraction", "0"]
+    whole = tmp_path / "whole"
+    assert train.main(["--out", str(whole), "--workdir", str(tmp_path / "w1"), "--min-extent-mm", "40",
+                       "--id", "tiny-whole", *common]) == 0
+    box = tmp_path / "box"
+    with pytest.raises(SystemExit):  # a box model is useless without a locator to place the box
+        train.main(["--out", str(box), "--roi-extent-mm", "24", *common])
+    assert train.main(["--out", str(box), "--workdir", str(tmp_path / "w2"), "--roi-extent-mm", "24",
+                       "--locator", str(whole), "--init-from", str(whole), "--id", "tiny-box", *common]) == 0
+    assert "starting from the exported" in capsys.readouterr().out
+    manifest = load_model(box)
+    assert manifest.roi_extent_mm == 24.0 and manifest.locator.grid_size == 32
+    assert manifest.locator.min_extent_mm == 40.0
+    assert (box / "locator.onnx").read_bytes() == (whole / "stage1.onnx").read_bytes()
+    boxes = [p for p in (tmp_path / "cache").glob("*roi24*.npz")]
+    assert len(boxes) == 2
+    for prepared in boxes:
+        stored = np.load(prepared)
+        grid = json.loads(bytes(stored["grid"]).decode())
+        assert grid["spacing"][0] == pytest.approx(24.0 / 32)
+        labels = stored["labels"] > 0
+        centre = np.argwhere(labels).mean(axis=0)
+        assert np.all(np.abs(centre - 15.5) * grid["spacing"][0] < 4.5)  # within the locator's error

@@ -8,6 +8,7 @@ The labels come from the same transform, sampled on whatever grid the caller ask
 from __future__ import annotations
 
 from dataclasses import dataclass
+import zlib
 from functools import lru_cache
 from typing import Callable
 
@@ -32,6 +33,13 @@ class Specimen:
     labyrinth_centre: np.ndarray   # physical mm
     cochlea_centre: np.ndarray
     extent_mm: float
+
+
+def draw_generator(seed: int, index: int, specimen: str) -> np.random.Generator:
+    """The random generator of draw ``index`` of a specimen: one stream per (seed, index, name).
+    The name enters through its CRC-32, not its character sum, under which RT138 and RT147
+    collided and were drawn in the same poses and appearances."""
+    return np.random.default_rng([seed, index, zlib.crc32(specimen.encode())])
 
 
 def _physical_centroid(image: sitk.Image, mask: np.ndarray) -> np.ndarray:

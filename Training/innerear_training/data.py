@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -101,14 +102,47 @@ def _cached(key: str, cache: Path | None, build) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _grid_key(grid_size: int, min_extent_mm: float) -> str:
-    return f"g{grid_size}" + (f"-e{min_extent_mm:g}" if min_extent_mm > 0 else "")
+@dataclass(frozen=True)
+class GridRule:
+    """How a training scan is put on the model grid: the whole field in a cube never narrower
+    than ``min_extent_mm`` (the locator's view), or, with ``roi_extent_mm``, a cube of that size
+    around the labyrinth as the locator would centre it: the truth's centroid within the field,
+    shifted by a random error of ``jitter_mm`` (sd per axis, clipped at 2.5 sd)."""
+
+    size: int
+    min_extent_mm: float = 0.0
+    roi_extent_mm: float = 0.0
+    jitter_mm: float = 1.5
+
+    @property
+    def key(self) -> str:
+        key = f"g{self.size}" + (f"-e{self.min_extent_mm:g}" if self.min_extent_mm > 0 else "")
+        return key + (f"-roi{self.roi_extent_mm:g}j{self.jitter_mm:g}" if self.roi_extent_mm > 0 else "")
 
 
-def _resampled(image: sitk.Image, grid_size: int, labels_for_grid, min_extent_mm: float = 0.0) -> dict[str, np.ndarray]:
+LOCATING_GRID = 64  # where the training finds the truth's centroid before cutting the box
+
+
+def _roi_centre(image: sitk.Image, labels_for_grid, rule: GridRule, key: str) -> np.ndarray:
+    """The visible labyrinth's physical centroid plus the locator-like error (seeded by ``key``)."""
+    grid = preprocess.model_grid(image, LOCATING_GRID)
+    labels = labels_for_grid(grid)
+    labels = sitk.GetArrayFromImage(labels) if isinstance(labels, sitk.Image) else np.asarray(labels)
+    visible = (labels > 0) & preprocess.scan_footprint(image, grid)
+    points = np.argwhere(visible) if visible.any() else np.argwhere(np.ones_like(visible))
+    centre = np.array(grid.TransformContinuousIndexToPhysicalPoint(points.mean(axis=0)[::-1].tolist()))
+    rng = np.random.default_rng(zlib.crc32(key.encode()))
+    error = np.clip(rng.normal(0.0, rule.jitter_mm, 3), -2.5 * rule.jitter_mm, 2.5 * rule.jitter_mm)
+    return centre + error
+
+
+def _resampled(image: sitk.Image, labels_for_grid, rule: GridRule, key: str) -> dict[str, np.ndarray]:
     """preprocess.prepare() split in two so the normalisation can be applied after caching:
-    model_grid + resample_to_grid here, normalise in :func:`_make_case` (same calls as prepare)."""
-    grid = preprocess.model_grid(image, grid_size, min_extent_mm)
+    the grid + resample_to_grid here, normalise in :func:`_make_case` (same calls as prepare_on)."""
+    if rule.roi_extent_mm > 0:
+        grid = preprocess.roi_grid(_roi_centre(image, labels_for_grid, rule, key), rule.roi_extent_mm, rule.size)
+    else:
+        grid = preprocess.model_grid(image, rule.size, rule.min_extent_mm)
     raw = preprocess.resample_to_grid(image, grid)
     inside = preprocess.scan_footprint(image, grid)
     labels = labels_for_grid(grid)
@@ -145,12 +179,13 @@ def phantom_scan(seed: int, modality: str, **kwargs):
 
 def phantom_case(seed: int, modality: str, grid_size: int, normalisation: dict,
                  cache: Path | None = DEFAULT_CACHE, phantom_kwargs: dict | None = None,
-                 min_extent_mm: float = 0.0, restyle: bool = False) -> Case:
+                 min_extent_mm: float = 0.0, restyle: bool = False, roi_extent_mm: float = 0.0) -> Case:
     """A phantom on the model grid; ``restyle`` draws it a random appearance (seeded by ``seed``)."""
     phantom_kwargs = dict(phantom_kwargs or {})
     tag = hashlib.sha256(json.dumps(phantom_kwargs, sort_keys=True).encode()).hexdigest()[:6]
     style = "-restyled" if restyle else ""
-    key = f"phantom{style}-{modality}-{seed}-{_grid_key(grid_size, min_extent_mm)}-{tag}-{_source_key()}"
+    rule = GridRule(grid_size, min_extent_mm, roi_extent_mm)
+    key = f"phantom{style}-{modality}-{seed}-{rule.key}-{tag}-{_source_key()}"
 
     def build():
         phantom = phantom_scan(seed, modality, **phantom_kwargs)
@@ -159,7 +194,7 @@ def phantom_case(seed: int, modality: str, grid_size: int, normalisation: dict,
             from innerear_synth.phantom_style import restyle as restyle_scan
 
             image = restyle_scan(image, np.random.default_rng([seed, 7]))
-        arrays = _resampled(image, grid_size, phantom.labels_on, min_extent_mm)
+        arrays = _resampled(image, phantom.labels_on, rule, key)
         arrays["source_spacing"] = np.array(image.GetSpacing(), dtype=np.float64)
         arrays["source_size"] = np.array(image.GetSize(), dtype=np.int64)
         return arrays
@@ -182,13 +217,14 @@ def phantom_options(modality: str, microct_max_size: int | None) -> dict:
 
 def phantom_cases(seeds: Iterable[int], modalities: list[str], grid_size: int, normalisation: dict,
                   cache: Path | None = DEFAULT_CACHE, log=print, microct_max_size: int | None = None,
-                  min_extent_mm: float = 0.0, restyle: bool = False) -> list[Case]:
+                  min_extent_mm: float = 0.0, restyle: bool = False, roi_extent_mm: float = 0.0) -> list[Case]:
     """Phantoms for each seed, the modality alternating through ``modalities``."""
     cases = []
     for index, seed in enumerate(seeds):
         modality = modalities[index % len(modalities)]
         cases.append(phantom_case(seed, modality, grid_size, normalisation, cache,
-                                  phantom_options(modality, microct_max_size), min_extent_mm, restyle))
+                                  phantom_options(modality, microct_max_size), min_extent_mm, restyle,
+                                  roi_extent_mm))
         if log:
             log(f"  prepared {cases[-1].name} (grid spacing {cases[-1].spacing:.3f} mm, "
                 f"{int((cases[-1].labels > 0).sum())} labyrinth voxels)")
@@ -197,16 +233,16 @@ def phantom_cases(seeds: Iterable[int], modalities: list[str], grid_size: int, n
 
 # ----------------------------------------------------------------------------- real anatomy
 def rendered_case(specimen: str, index: int, seed: int, grid_size: int, normalisation: dict,
-                  cache: Path | None = DEFAULT_CACHE, min_extent_mm: float = 0.0) -> Case:
+                  cache: Path | None = DEFAULT_CACHE, min_extent_mm: float = 0.0, roi_extent_mm: float = 0.0) -> Case:
     """Draw ``index`` of a real specimen (innerear_synth.render), prepared as inference prepares a scan."""
-    key = f"render-{specimen}-{seed}-{index}-{_grid_key(grid_size, min_extent_mm)}-{_source_key()}"
+    rule = GridRule(grid_size, min_extent_mm, roi_extent_mm)
+    key = f"render-{specimen}-{seed}-{index}-{rule.key}-{_source_key()}"
 
     def build():
-        from innerear_synth.render import load_specimen, render_scan
+        from innerear_synth.render import draw_generator, load_specimen, render_scan
 
-        rng = np.random.default_rng([seed, index, sum(specimen.encode())])
-        scan, labels_on, description = render_scan(load_specimen(specimen), rng)
-        arrays = _resampled(scan, grid_size, labels_on, min_extent_mm)
+        scan, labels_on, description = render_scan(load_specimen(specimen), draw_generator(seed, index, specimen))
+        arrays = _resampled(scan, labels_on, rule, key)
         arrays["description"] = np.frombuffer(json.dumps(description).encode(), dtype=np.uint8)
         return arrays
 
@@ -217,12 +253,14 @@ def rendered_case(specimen: str, index: int, seed: int, grid_size: int, normalis
 
 
 def rendered_cases(specimens: list[str], per_specimen: int, seed: int, grid_size: int, normalisation: dict,
-                   cache: Path | None = DEFAULT_CACHE, log=print, min_extent_mm: float = 0.0) -> list[Case]:
+                   cache: Path | None = DEFAULT_CACHE, log=print, min_extent_mm: float = 0.0,
+                   roi_extent_mm: float = 0.0) -> list[Case]:
     """``per_specimen`` random renders of each specimen (half of them mirrored: the other ear)."""
     cases = []
     for index in range(per_specimen):
         for specimen in specimens:
-            cases.append(rendered_case(specimen, index, seed, grid_size, normalisation, cache, min_extent_mm))
+            cases.append(rendered_case(specimen, index, seed, grid_size, normalisation, cache, min_extent_mm,
+                                       roi_extent_mm))
             if log:
                 render = cases[-1].meta["render"]
                 log(f"  rendered {cases[-1].name}: {render['protocol']}, {render['field']} field, "
@@ -267,10 +305,11 @@ def find_labelled_scans(folder: Path) -> list[tuple[Path, Path]]:
 
 
 def folder_case(scan: Path, label_file: Path, grid_size: int, normalisation: dict,
-                cache: Path | None = DEFAULT_CACHE, min_extent_mm: float = 0.0) -> Case:
+                cache: Path | None = DEFAULT_CACHE, min_extent_mm: float = 0.0, roi_extent_mm: float = 0.0) -> Case:
     stat = [scan.stat().st_mtime_ns, scan.stat().st_size, label_file.stat().st_mtime_ns]
     tag = hashlib.sha256(f"{scan.resolve()}|{label_file.resolve()}|{stat}".encode()).hexdigest()[:10]
-    key = f"scan-{re.sub(r'[^A-Za-z0-9_.-]', '_', scan.name)}-{_grid_key(grid_size, min_extent_mm)}-{tag}-{_source_key()}"
+    rule = GridRule(grid_size, min_extent_mm, roi_extent_mm)
+    key = f"scan-{re.sub(r'[^A-Za-z0-9_.-]', '_', scan.name)}-{rule.key}-{tag}-{_source_key()}"
 
     def build():
         image = sitk.ReadImage(str(scan))
@@ -281,7 +320,7 @@ def folder_case(scan: Path, label_file: Path, grid_size: int, normalisation: dic
                                       sitk.sitkUInt8)
             return sitk.GetArrayFromImage(resampled)
 
-        arrays = _resampled(image, grid_size, labels_on, min_extent_mm)
+        arrays = _resampled(image, labels_on, rule, key)
         arrays["source_spacing"] = np.array(image.GetSpacing(), dtype=np.float64)
         arrays["source_size"] = np.array(image.GetSize(), dtype=np.int64)
         return arrays
@@ -294,10 +333,11 @@ def folder_case(scan: Path, label_file: Path, grid_size: int, normalisation: dic
 
 
 def folder_cases(folder: Path, grid_size: int, normalisation: dict, cache: Path | None = DEFAULT_CACHE,
-                 log=print, min_extent_mm: float = 0.0) -> list[Case]:
+                 log=print, min_extent_mm: float = 0.0, roi_extent_mm: float = 0.0) -> list[Case]:
     cases = []
     for scan, label_file in find_labelled_scans(folder):
-        cases.append(folder_case(scan, label_file, grid_size, normalisation, cache, min_extent_mm))
+        cases.append(folder_case(scan, label_file, grid_size, normalisation, cache, min_extent_mm,
+                                 roi_extent_mm))
         if log:
             log(f"  prepared {cases[-1].name} from {scan.name} + {label_file.name}")
     return cases

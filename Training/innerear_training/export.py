@@ -69,10 +69,34 @@ def manifest_data(stage_files: list[str], labels: list[dict], normalisation: dic
     }
 
 
+LOCATOR_FILE = "locator.onnx"
+
+
+def locator_entry(out: Path, source: Path, roi_extent_mm: float) -> dict:
+    """Copies a locator into ``out`` as locator.onnx and returns its manifest entry: the stage 1 of
+    a whole-field model, or the locator of a model that has one (so a recipe may name the shipped
+    model, whichever kind it is)."""
+    model = load_model(source)
+    if model.locator is not None:
+        entry = dict(model.raw["locator"])
+        entry.pop("sha256", None)
+        shutil.copyfile(model.stage_path(model.locator.as_stage()), Path(out) / LOCATOR_FILE)
+        return {**entry, "file": LOCATOR_FILE, "roi_extent_mm": roi_extent_mm}
+    if model.stages[0].channels != ("image",):
+        raise SystemExit(f"--locator {source}: its stage 1 must take the image alone.")
+    if model.normalisation.get("method") != "robust-range":
+        raise SystemExit(f"--locator {source}: its normalisation is {model.normalisation}; the locator "
+                         "must share the model's robust-range.")
+    shutil.copyfile(model.stage_path(model.stages[0]), Path(out) / LOCATOR_FILE)
+    return {"file": LOCATOR_FILE, "view": model.stages[0].view, "grid_size": model.grid_size,
+            "grid_min_extent_mm": model.min_extent_mm, "from": f"{model.name} {model.stages[0].name}",
+            "roi_extent_mm": roi_extent_mm}
+
+
 def write_model_folder(out: Path, onnx_paths: list[Path], labels: list[dict], normalisation: dict,
                        config, record: dict, model_id: str = "innerear-phantom",
-                       version: str = "1.0.0") -> Path:
-    """Copies the exported stages into ``out`` and writes the checked manifest."""
+                       version: str = "1.0.0", locator: Path | None = None) -> Path:
+    """Copies the exported stages (and a locator's stage 1) into ``out``; writes the checked manifest."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = []
@@ -81,12 +105,17 @@ def write_model_folder(out: Path, onnx_paths: list[Path], labels: list[dict], no
         if Path(path).resolve() != target.resolve():
             shutil.copyfile(path, target)
         names.append(target.name)
-    settings = config if isinstance(config, dict) else {"grid": config.grid, "min_extent_mm": config.min_extent_mm}
+    settings = config if isinstance(config, dict) else {"grid": config.grid, "min_extent_mm": config.min_extent_mm,
+                                                        "roi_extent_mm": config.roi_extent_mm}
     record = dict(record)
     record.pop("history", None)  # the per-epoch history stays in the work folder's training.json
     data = manifest_data(names, labels, normalisation, settings["grid"], record, model_id, version,
                          description=describe(record.get("data", {})),
                          min_extent_mm=settings.get("min_extent_mm", 0.0))
+    roi = settings.get("roi_extent_mm", 0.0)
+    if locator is not None:
+        entry = locator_entry(out, locator, roi)
+        data.update(roi_extent_mm=entry.pop("roi_extent_mm"), locator=entry)
     save_manifest(out, data)
     load_model(out)
     return out
@@ -101,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--normalisation", default='{"method": "robust-range"}')
     parser.add_argument("--id", default="innerear-phantom")
     parser.add_argument("--version", default="1.0.0")
+    parser.add_argument("--locator", type=Path, help="whole-field model folder whose stage 1 finds the labyrinth "
+                                                      "(for models trained with --roi-extent-mm)")
     args = parser.parse_args(argv)
     from . import data as datamod
 
@@ -116,9 +147,12 @@ def main(argv: list[str] | None = None) -> int:
         error = export_stage(net, path, stored["config"]["in_channels"])
         print(f"{path.name}: max |onnxruntime - torch| = {error:.1e}")
         paths.append(path)
-    settings = {"grid": record.get("grid_size", 128), "min_extent_mm": record.get("grid_min_extent_mm", 0.0)}
+    settings = {"grid": record.get("grid_size", 128), "min_extent_mm": record.get("grid_min_extent_mm", 0.0),
+                "roi_extent_mm": record.get("roi_extent_mm", 0.0)}
+    if settings["roi_extent_mm"] > 0 and not args.locator:
+        parser.error("these stages were trained on boxes around the labyrinth: give --locator")
     write_model_folder(args.out, paths, labels, json.loads(args.normalisation), settings, record,
-                       args.id, args.version)
+                       args.id, args.version, locator=args.locator)
     print(f"wrote {args.out}")
     return 0
 

@@ -42,6 +42,7 @@ from InnerEarSegmentationLib.slicing import extract_slices, view_axis
 from . import data as datamod
 from .networks import ARCHITECTURES, UNet2D
 from .onnx_export import export_stage
+from .warm_start import load_exported
 
 STAGES = (
     {"name": "stage1", "file": "stage1.onnx", "view": "coronal", "channels": ["image"]},
@@ -54,6 +55,7 @@ STAGES = (
 class TrainConfig:
     grid: int = 128
     min_extent_mm: float = 21.0
+    roi_extent_mm: float = 0.0  # > 0: cubes of this size around the labyrinth (behind a locator)
     base: int = 16
     arch: str = "unet"
     lr: float = 1e-3
@@ -216,6 +218,12 @@ def train_stage(number: int, view: str, train: SlicePool, val: SlicePool | None,
     if init and (Path(init) / f"stage{number}.pt").is_file():
         net.load_state_dict(torch.load(Path(init) / f"stage{number}.pt", map_location="cpu")["state"])
         log(f"stage {number}: starting from {Path(init) / f'stage{number}.pt'}")
+    elif init and (Path(init) / f"stage{number}.onnx").is_file():  # an exported model folder
+        pairs = train.draw()
+        chosen = [pairs[i] for i in train.rng.permutation(len(pairs))[: 8 * config.batch]]
+        batches = [train.batch(chosen[i:i + config.batch], augment=False)[0] for i in range(0, len(chosen), config.batch)]
+        load_exported(net, Path(init) / f"stage{number}.onnx", batches)
+        log(f"stage {number}: starting from the exported {Path(init) / f'stage{number}.onnx'}")
     net.to(device)
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, mode="max", factor=0.5, patience=config.plateau_patience)
@@ -417,6 +425,12 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                        help="the model grid's cube is never narrower than this (a labyrinth spans about "
                             "20 mm): tightly cropped scans are padded, in training as at inference; "
                             "stored in the manifest as grid_min_extent_mm")
+    group.add_argument("--roi-extent-mm", type=float, default=defaults.roi_extent_mm,
+                       help="train on cubes of this size (mm) around the labyrinth, as the engine cuts them "
+                            "around what the --locator model finds; 0: the whole field")
+    group.add_argument("--locator", type=Path,
+                       help="with --roi-extent-mm: a whole-field model folder whose stage 1 becomes this "
+                            "model's locator")
     group.add_argument("--base", type=int, default=defaults.base, help="U-Net base width (paper: 32)")
     group.add_argument("--arch", choices=ARCHITECTURES, default=defaults.arch)
     group.add_argument("--lr", type=float, default=defaults.lr)
@@ -442,12 +456,13 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--reuse-from", type=Path, help="work folder of an earlier run whose stages to reuse")
     group.add_argument("--reuse-stages", type=int, default=0, help="reuse stages 1..N from --reuse-from")
-    group.add_argument("--init-from", type=Path, help="work folder whose stageN.pt initialise the stages trained")
+    group.add_argument("--init-from", type=Path, help="work folder whose stageN.pt, or model folder whose exported "
+                       "stageN.onnx, initialise the stages trained")
     group.add_argument("--threads", type=int, default=2)
 
 
 def config_from(args) -> TrainConfig:
-    return TrainConfig(grid=args.grid, min_extent_mm=args.min_extent_mm, base=args.base, arch=args.arch, lr=args.lr, batch=args.batch,
+    return TrainConfig(grid=args.grid, min_extent_mm=args.min_extent_mm, roi_extent_mm=args.roi_extent_mm, base=args.base, arch=args.arch, lr=args.lr, batch=args.batch,
                        max_epochs=args.max_epochs, steps_per_epoch=args.steps_per_epoch,
                        patience=args.patience, plateau_patience=args.plateau_patience,
                        stage_minutes=tuple(float(m) for m in str(args.stage_minutes).split(",")),
@@ -464,14 +479,14 @@ def load_cases(args, normalisation: dict) -> tuple[list, dict]:
     log("preparing data on the model grid")
     if args.data:
         cases = datamod.folder_cases(args.data, args.grid, normalisation, args.cache, log=log,
-                                     min_extent_mm=args.min_extent_mm)
+                                     min_extent_mm=args.min_extent_mm, roi_extent_mm=args.roi_extent_mm)
         described = {"source": "folder", "folder": str(args.data), "scans": [c.name for c in cases]}
     else:
         modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]
         seeds = list(range(args.seed_start, args.seed_start + args.train_phantoms))
         cases = datamod.phantom_cases(seeds, modalities, args.grid, normalisation, args.cache, log=log,
                                       microct_max_size=args.microct_max_size, min_extent_mm=args.min_extent_mm,
-                                      restyle=args.restyle_phantoms)
+                                      restyle=args.restyle_phantoms, roi_extent_mm=args.roi_extent_mm)
         described = {"source": "synthetic phantoms (InnerEarSegmentationLib.phantom)",
                      "seeds": [seeds[0], seeds[-1]] if seeds else [], "count": len(cases),
                      "microct_max_size": args.microct_max_size, "restyled": args.restyle_phantoms,
@@ -479,7 +494,8 @@ def load_cases(args, normalisation: dict) -> tuple[list, dict]:
     specimens = [s.strip() for s in args.specimens.split(",") if s.strip()]
     if specimens:
         rendered = datamod.rendered_cases(specimens, args.renders_per_specimen, args.render_seed, args.grid,
-                                          normalisation, args.cache, log=log, min_extent_mm=args.min_extent_mm)
+                                          normalisation, args.cache, log=log, min_extent_mm=args.min_extent_mm,
+                                          roi_extent_mm=args.roi_extent_mm)
         described = {"phantoms": described, "real_anatomy": {
             "source": "Training/data/real-anatomy (from shared/data/temporal-bone-labels; LCSR-SICKKIDS/"
                       "volumetric_drilling, no licence stated: research use)",
@@ -521,6 +537,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from .export import write_model_folder
 
+    if args.roi_extent_mm > 0 and not args.locator:
+        parser.error("--roi-extent-mm needs --locator: the engine finds the labyrinth with it first")
     config = config_from(args)
     started = time.time()
     normalisation = {"method": args.normalisation if args.normalisation != "zscore" else "volume-zscore"}
@@ -540,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     result = train_cascade(train_cases, val_cases, config, workdir, 1 + len(labels))
     record = {
         "architecture": config.arch, "base_width": config.base, "grid_size": config.grid,
-        "grid_min_extent_mm": config.min_extent_mm, "data": described, "loss": "cross-entropy + (1 - soft Dice over foreground classes)",
+        "grid_min_extent_mm": config.min_extent_mm, "roi_extent_mm": config.roi_extent_mm, "data": described, "loss": "cross-entropy + (1 - soft Dice over foreground classes)",
         "optimiser": "Adam", "lr": config.lr, "batch": config.batch,
         "epochs": [len(h) for h in result["history"]],
         "best_epochs": [int(np.nanargmax([r["val_slice_dice"] for r in h]) + 1) if not all(np.isnan(r["val_slice_dice"]) for r in h) else 0
@@ -559,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     (workdir / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     write_model_folder(args.out, result["onnx"], labels, normalisation, config, record,
-                       model_id=args.id, version=args.version)
+                       model_id=args.id, version=args.version, locator=args.locator)
     log(f"model written to {args.out} in {(time.time() - started) / 60:.1f} min")
     return 0
 
