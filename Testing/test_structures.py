@@ -96,6 +96,20 @@ def test_the_command_line_refuses_a_scan_of_bone_alone(structure_model, tmp_path
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_the_command_line_names_the_side_and_the_seg_file_carries_it(structure_model, tmp_path, capsys):
+    image, _ = structure_scan(speck=False, distractor=False)
+    scan = tmp_path / "ear.nrrd"
+    sitk.WriteImage(image, str(scan))
+    assert main([str(scan), "-o", str(tmp_path / "out"), "--model", str(structure_model), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "ear.nrrd: left ear (from the scan's patient axes (LPS);" in out
+    assert "Left cochlea" in out and "Left semicircular canals" in out
+    written = sitk.ReadImage(str(tmp_path / "out" / "ear.seg.nrrd"))
+    names = [written.GetMetaData(f"Segment{i}_Name") for i in range(3)]
+    assert names == list(STRUCTURES.values())
+    assert "SCT^7771000^Left" in written.GetMetaData("Segment0_Tags")
+
+
 @pytest.fixture
 def headless():
     pytest.importorskip("slicer")

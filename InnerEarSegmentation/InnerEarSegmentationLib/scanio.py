@@ -506,10 +506,10 @@ def scan_warnings(scan: Any, grid_size: int | None = None) -> list[str]:
                         "expect a rough labyrinth. A temporal-bone protocol (0.6 mm or less) is best.")
     extent = max(n * s for n, s in zip(size, spacing))
     if extent > WARN_EXTENT_MM:
-        seen = f" at {extent / grid_size:.2f} mm per model voxel" if grid_size else ""
-        warnings.append(f"The scan is {extent:.0f} mm wide: the model sees all of it{seen}, and only "
-                        "the largest labyrinth is kept, so with both ears in view the other one is "
-                        "left out. Crop to 2-4 cm around each ear and segment each crop.")
+        seen = f" at {extent / grid_size:.2f} mm per voxel" if grid_size else ""
+        warnings.append(f"The scan is {extent:.0f} mm wide: the labyrinth is looked for over all of it{seen} "
+                        "and only the largest one is segmented, so with both ears in view the other one "
+                        "is left out. Crop to 2-4 cm around each ear and segment each crop.")
     return warnings
 
 
