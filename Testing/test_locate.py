@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import AIR_HU, BONE_HU, structure_scan
-from tiny_model import build_located_model
+from tiny_model import DECOY_HU, build_located_model
 
 from InnerEarSegmentationLib.errors import InputError, ModelError
 from InnerEarSegmentationLib.model import load_model, save_manifest
@@ -53,14 +53,32 @@ def test_the_cascade_segments_a_fixed_box_round_the_located_labyrinth(located_mo
     report = result.report
     assert report["model_grid"]["spacing_mm"] == pytest.approx(ROI_MM / GRID)  # not 40 mm / 80
     assert report["model_grid"]["box_extent_mm"] == ROI_MM
-    found = np.array(report["located"]["centre_mm"])
+    found = np.array(report["located"]["box_centre_mm"])  # recentred on what the first stage found
+    assert report["located"]["candidates"][report["located"]["chosen"]]["box_labyrinth_mm3"] > 0
     labyrinth = np.argwhere(truth > 0).mean(axis=0)[::-1]
-    assert np.linalg.norm(found - np.array(scan.TransformContinuousIndexToPhysicalPoint(labyrinth.tolist()))) < 1.5
+    assert np.linalg.norm(found - np.array(scan.TransformContinuousIndexToPhysicalPoint(labyrinth.tolist()))) < 1.0
     labels = sitk.GetArrayFromImage(result.labelmap)
     assert result.labelmap.GetSize() == scan.GetSize()
     scores = [_dice(labels == value, truth == value) for value in (1, 2, 3)]
-    assert min(scores[:2]) > 0.9 and scores[2] > 0.75, scores  # the 2 mm canal tube loses its rim off-grid
+    assert min(scores[:2]) > 0.85 and scores[2] > 0.75, scores  # off the scan's grid, rims blur into bone
     assert "locate" in report["timings_s"]
+
+
+def test_a_larger_decoy_found_by_the_locator_loses_to_the_labyrinth_the_first_stage_confirms(located_model):
+    scan, truth = _wide_scan()
+    array = sitk.GetArrayFromImage(scan)
+    z, y, x = np.mgrid[: array.shape[0], : array.shape[1], : array.shape[2]]
+    decoy = (z - 100) ** 2 + (y - 110) ** 2 + (x - 30) ** 2 < 22 ** 2  # 11 mm ball, far from the ear
+    assert not (decoy & (truth > 0)).any()
+    array[decoy] = DECOY_HU
+    decoyed = sitk.GetImageFromArray(array)
+    decoyed.CopyInformation(scan)
+    result = Segmenter(load_model(located_model), SegmentationSettings(measure=False)).segment(decoyed)
+    located = result.report["located"]
+    assert len(located["candidates"]) >= 2 and located["chosen"] != 0  # the decoy was the largest find
+    assert located["candidates"][0]["box_labyrinth_mm3"] == 0.0
+    labels = sitk.GetArrayFromImage(result.labelmap)
+    assert _dice(labels > 0, truth > 0) > 0.85
 
 
 def test_a_scan_with_no_labyrinth_is_refused_by_the_locator(located_model):

@@ -131,12 +131,31 @@ def build_tiny_model(folder: Path, grid_size: int = 32, graph=None, model_id: st
     return folder
 
 
+# A tissue the locator mistakes for labyrinth but the cascade's first stage does not (as the
+# internal auditory canal can fool a coarse locator).
+DECOY_HU = 900
+DECOY_BAND_HU = (850, 950)
+
+
+def locator_graph() -> onnx.ModelProto:
+    """One image channel; class 1 wherever HU lies in any structure band or in the decoy band."""
+    units = [(bias, out) for low, high in [*BANDS_HU.values(), DECOY_BAND_HU]
+             for bias, out in _trapezoid(low / 1000, high / 1000, RAMP_HU / 1000)]
+    w1 = np.ones((len(units), 1, 1, 1), dtype=np.float32)
+    b1 = np.array([bias for bias, _ in units], dtype=np.float32)
+    w2 = np.zeros((4, len(units), 1, 1), dtype=np.float32)
+    w2[1, :, 0, 0] = [PEAK_LOGIT * out for _, out in units]
+    b2 = np.array([PEAK_LOGIT / 2, 0.0, 0.0, 0.0], dtype=np.float32)
+    return _conv_softmax(1, 4, w1, b1, w2, b2, "decoyed_locator")
+
+
 def build_located_model(folder: Path, roi_extent_mm: float = 16.0, grid_size: int = 64,
                         locator_grid: int = 32) -> Path:
-    """The structure model behind a locator: its stage 1 run on a coarse cube over the whole scan
-    finds the labyrinth, the cascade segments a ``roi_extent_mm`` box round it (0.25 mm voxels)."""
+    """The structure model behind a locator: the locator, run on a coarse cube over the whole
+    scan, finds the labyrinth (and any decoy), the cascade segments a ``roi_extent_mm`` box round
+    the find its first stage confirms (0.25 mm voxels)."""
     build_structure_model(folder, grid_size)
-    onnx.save(structure_graph(1), str(folder / "locator.onnx"))
+    onnx.save(locator_graph(), str(folder / "locator.onnx"))
     data = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     data.update(id="located-test-model", roi_extent_mm=roi_extent_mm,
                 locator={"file": "locator.onnx", "view": "coronal", "grid_size": locator_grid})

@@ -84,6 +84,7 @@ def run_cascade(
     batch_size: int = 16,
     progress: Progress | None = None,
     mirror_average: bool = False,
+    first_stage: np.ndarray | None = None,
 ) -> CascadeOutput:
     """Runs the stages in order on a normalised [Z, Y, X] image on the model grid.
 
@@ -91,11 +92,13 @@ def run_cascade(
     stage's probabilities. The model grid's x axis is the patient's left-right axis (identity
     direction), so the mirror of a left ear is a right ear in the same pose, which the model has
     learnt as well; averaging the two readings steadies the boundary at twice the network time.
+    ``first_stage``: stage 1's probabilities on this very image when already computed (the
+    locator's check of the box), so they are not computed twice.
     """
     progress = progress or Progress()
     if mirror_average:
         settings = (stages, sessions, threshold, keep_largest, crop, batch_size)
-        direct = run_cascade(image, *settings, progress.span(0.0, 0.5))
+        direct = run_cascade(image, *settings, progress.span(0.0, 0.5), first_stage=first_stage)
         mirrored = run_cascade(np.ascontiguousarray(image[:, :, ::-1]), *settings, progress.span(0.5, 1.0))
         return _averaged(direct, mirrored, threshold, keep_largest)
     margin = max(8, image.shape[0] // 16)
@@ -108,9 +111,12 @@ def run_cascade(
         factor = stage_factor(stage)
         if crop and index > 0:
             region = region_around(output.mask, margin, SIDE_MULTIPLE * factor)
-        channels = np.stack([volumes[name][region] for name in stage.channels])
-        partial = predict_volume(session, downsample(channels, factor), stage.view, batch_size,
-                                 progress.span(steps[index], steps[index + 1]))
+        if index == 0 and first_stage is not None:
+            partial = first_stage
+        else:
+            channels = np.stack([volumes[name][region] for name in stage.channels])
+            partial = predict_volume(session, downsample(channels, factor), stage.view, batch_size,
+                                     progress.span(steps[index], steps[index + 1]))
         probabilities = np.zeros((partial.shape[0],) + image.shape, dtype=np.float32)
         probabilities[0] = 1.0
         probabilities[(slice(None),) + region] = upsample(partial, factor)

@@ -21,11 +21,14 @@ from .cochlea_metrics import label_values, measurements_section
 from .postprocess import to_original_grid
 from .geometry import Geometry
 from .laterality import SideReading, read_side, sided, structure_values
-from .locate import Location, locate
-from .preprocess import PreparedScan, prepare, prepare_on, roi_grid
+from .locate import Probe, locate, probe
+from .preprocess import PreparedScan, box_centre, prepare, prepare_on, roi_grid
 from .progress import Progress
 from .terminology import with_terminology
 from .scanio import read_scan, scan_warnings, validate_scan
+
+RECENTRE_STEPS = 2  # times the box may move onto what the first stage found in it
+RECENTRE_TOLERANCE_MM = 1.0  # a move shorter than this ends the search
 
 DISCLAIMER = ("Research use only. Not a medical device; accuracy on real patient scans has not been "
               "measured unless the model's manifest says so.")
@@ -52,6 +55,18 @@ class SegmentationResult:
     labels: tuple[Label, ...]
     report: dict[str, Any]
     foreground_probability: sitk.Image | None = None
+
+
+@dataclass
+class Prepared:
+    """A scan ready for the cascade: its model grid, its own grid, the timings so far, the
+    search for the labyrinth (models with a locator) and stage 1's look at the box, if taken."""
+
+    scan: PreparedScan
+    geometry: Geometry
+    timings: dict[str, float]
+    located: dict[str, Any] | None = None
+    first_stage: np.ndarray | None = None
 
 
 @dataclass
@@ -111,8 +126,7 @@ class Segmenter:
     def segment(self, image: sitk.Image, progress: Progress | None = None, source: str = "") -> SegmentationResult:
         """Segments one scan; ``progress`` gets fractions and can cancel between batches."""
         progress = progress or Progress()
-        prepared, scan, timings, location = self._prepare(image, progress, source)
-        return self._segment_prepared(prepared, scan, timings, location, progress, source)
+        return self._segment_prepared(self._prepare(image, progress, source), progress, source)
 
     def segment_file(self, path: str | Path, progress: Progress | None = None) -> SegmentationResult:
         """Reads and segments a scan, freeing its voxels as soon as the model grid holds them,
@@ -121,39 +135,65 @@ class Segmenter:
         clock = time.perf_counter()
         image = read_scan(path)
         seconds = time.perf_counter() - clock
-        prepared, scan, timings, location = self._prepare(image, progress, str(path))
+        prepared = self._prepare(image, progress, str(path))
         del image
-        return self._segment_prepared(prepared, scan, {"read": seconds, **timings}, location, progress, str(path))
+        prepared.timings = {"read": seconds, **prepared.timings}
+        return self._segment_prepared(prepared, progress, str(path))
 
     @property
     def cascade_start(self) -> float:
-        """The share of the progress bar spent before the cascade (the locator's pass, if any)."""
-        return 0.2 if self.model.locator is not None else 0.05
+        """The share of the progress bar spent before the cascade (finding the labyrinth, if the
+        model has a locator)."""
+        return 0.3 if self.model.locator is not None else 0.05
 
-    def _prepare(self, image: sitk.Image, progress: Progress,
-                 source: str) -> tuple[PreparedScan, Geometry, dict[str, float], Location | None]:
-        """The scan on the model grid: the whole field, or a box around the located labyrinth."""
+    def _prepare(self, image: sitk.Image, progress: Progress, source: str) -> Prepared:
+        """The scan on the model grid: the whole field, or a box round the located labyrinth."""
         image = validate_scan(image, source or "the scan")
         self.sessions()
         clock = time.perf_counter()
-        model, location = self.model, None
-        if model.locator is not None:
-            progress.report(0.0, "finding the labyrinth")
-            location = locate(image, model.locator, self._locator_session, model.normalisation, model.threshold,
-                              self.settings.batch_size, progress.span(0.0, self.cascade_start))
-            if location.centre_mm is None:
-                raise self._nothing_found(source)
-            timings = {"locate": time.perf_counter() - clock}
-            clock = time.perf_counter()
-            progress.report(self.cascade_start, "resampling a box around the labyrinth")
-            prepared = prepare_on(image, roi_grid(location.centre_mm, model.roi_extent_mm, model.grid_size),
-                                  model.normalisation)
-        else:
-            timings = {}
+        if self.model.locator is None:
             progress.report(0.0, "resampling to the model grid")
-            prepared = prepare(image, model.grid_size, model.normalisation, model.min_extent_mm)
-        timings["resample"] = time.perf_counter() - clock
-        return prepared, Geometry.of(image), timings, location
+            prepared = prepare(image, self.model.grid_size, self.model.normalisation, self.model.min_extent_mm)
+            return Prepared(prepared, Geometry.of(image), {"resample": time.perf_counter() - clock})
+        look, located = self._box(image, progress, source)
+        return Prepared(look.prepared, Geometry.of(image), {"locate": time.perf_counter() - clock}, located,
+                        look.probabilities)
+
+    def _box(self, image: sitk.Image, progress: Progress, source: str) -> tuple[Probe, dict[str, Any]]:
+        """Finds the labyrinth (locator, then the first stage in a box round each find) and
+        returns the first stage's look at the box centred on it, with the report's record."""
+        model, settings = self.model, self.settings
+        progress.report(0.0, "finding the labyrinth")
+        candidates, spacing = locate(image, model.locator, self._locator_session, model.normalisation,
+                                     model.threshold, settings.batch_size, progress.span(0.0, 0.1))
+        checks = progress.span(0.1, self.cascade_start)
+        steps = len(candidates) + RECENTRE_STEPS
+        best, chosen = None, None
+        for index, candidate in enumerate(candidates):
+            look = self._probe(image, candidate.centre_mm, checks.span(index / steps, (index + 1) / steps))
+            candidate.box_mass = look.mass
+            if look.found_mm is not None and (best is None or look.mass > best.mass):
+                best, chosen = look, index
+        if best is None:
+            raise self._nothing_found(source)
+        for step in range(len(candidates), steps):  # a box that cut the labyrinth finds it off-centre
+            if np.linalg.norm(best.found_mm - box_centre(best.prepared.grid)) < RECENTRE_TOLERANCE_MM:
+                break
+            look = self._probe(image, best.found_mm, checks.span(step / steps, (step + 1) / steps))
+            if look.found_mm is None:
+                break
+            best = look
+        located = {"box_centre_mm": [round(float(c), 2) for c in box_centre(best.prepared.grid)],
+                   "locator_grid_spacing_mm": round(spacing, 4),
+                   "candidates": [c.describe() for c in candidates], "chosen": chosen}
+        return best, located
+
+    def _probe(self, image: sitk.Image, centre: np.ndarray, progress: Progress) -> Probe:
+        """The first stage's look at a box centred on ``centre``."""
+        model = self.model
+        prepared = prepare_on(image, roi_grid(centre, model.roi_extent_mm, model.grid_size), model.normalisation)
+        return probe(prepared, self.sessions()[0], self.stages[0].view, model.threshold, self.settings.batch_size,
+                     progress)
 
     @staticmethod
     def _nothing_found(source: str) -> InputError:
@@ -161,12 +201,13 @@ class Segmenter:
             f"No inner ear was found in {source or 'the scan'}. Check that the scan shows a "
             "temporal bone (a crop of a few centimetres around the ear works best).")
 
-    def _segment_prepared(self, prepared: PreparedScan, scan: Geometry, timings: dict[str, float],
-                          location: Location | None, progress: Progress, source: str) -> SegmentationResult:
+    def _segment_prepared(self, ready: Prepared, progress: Progress, source: str) -> SegmentationResult:
         model, settings = self.model, self.settings
+        prepared, scan, timings = ready.scan, ready.geometry, ready.timings
         cascade = run_cascade(
             prepared.array, self.stages, self.sessions(), model.threshold, settings.keep_largest_component,
-            settings.crop, settings.batch_size, progress.span(self.cascade_start, 0.9), self.mirror_average)
+            settings.crop, settings.batch_size, progress.span(self.cascade_start, 0.9), self.mirror_average,
+            ready.first_stage)
         timings.update(cascade.timings)
         clock = time.perf_counter()
         labelmap, probability = to_original_grid(
@@ -186,9 +227,9 @@ class Segmenter:
             report["measurements"] = measurements
         report["model_grid"] = {"size": model.grid_size, "spacing_mm": round(prepared.grid.GetSpacing()[0], 6),
                                 "origin_mm": [round(o, 3) for o in prepared.grid.GetOrigin()]}
-        if location is not None:
+        if ready.located is not None:
             report["model_grid"]["box_extent_mm"] = model.roi_extent_mm
-            report["located"] = location.describe()
+            report["located"] = ready.located
         if reading is not None:
             report["laterality"] = reading.describe()
             if reading.warning():

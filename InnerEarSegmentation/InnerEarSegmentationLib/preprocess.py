@@ -61,6 +61,12 @@ def roi_grid(centre_mm: np.ndarray, extent_mm: float, size: int) -> sitk.Image:
     return grid
 
 
+def box_centre(grid: sitk.Image) -> np.ndarray:
+    """The physical centre of a grid (identity direction), as :func:`roi_grid` was given it."""
+    size = np.array(grid.GetSize(), dtype=float)
+    return np.array(grid.GetOrigin()) + np.array(grid.GetSpacing()) * (size - 1) / 2
+
+
 # Source voxels the B-spline may work on: it holds them as float32 plus float64 coefficients
 # (12 bytes a voxel), so 32 M voxels stay under 0.4 GB whatever the scan's size.
 BSPLINE_SOURCE_VOXELS = 32_000_000

@@ -39,13 +39,20 @@ ANATOMY_DESCRIPTION = (
 )
 
 
-def describe(data: dict) -> str:
-    """The manifest's description for what the model was trained on."""
+BOX_DESCRIPTION = (
+    " The cascade segments a {extent:g} mm cube round the labyrinth, which a locator (a U-Net over "
+    "the whole scan) finds first."
+)
+
+
+def describe(data: dict, roi_extent_mm: float = 0.0) -> str:
+    """The manifest's description for what the model was trained on (and where it looks)."""
     anatomy = data.get("real_anatomy")
     if not anatomy:
         return DESCRIPTION
     specimens = anatomy["specimens"]
-    return ANATOMY_DESCRIPTION.format(count=len(specimens), specimens=", ".join(specimens))
+    text = ANATOMY_DESCRIPTION.format(count=len(specimens), specimens=", ".join(specimens))
+    return text + (BOX_DESCRIPTION.format(extent=roi_extent_mm) if roi_extent_mm > 0 else "")
 
 
 def manifest_data(stage_files: list[str], labels: list[dict], normalisation: dict, grid: int,
@@ -72,7 +79,7 @@ def manifest_data(stage_files: list[str], labels: list[dict], normalisation: dic
 LOCATOR_FILE = "locator.onnx"
 
 
-def locator_entry(out: Path, source: Path, roi_extent_mm: float) -> dict:
+def locator_entry(out: Path, source: Path) -> dict:
     """Copies a locator into ``out`` as locator.onnx and returns its manifest entry: the stage 1 of
     a whole-field model, or the locator of a model that has one (so a recipe may name the shipped
     model, whichever kind it is)."""
@@ -81,7 +88,7 @@ def locator_entry(out: Path, source: Path, roi_extent_mm: float) -> dict:
         entry = dict(model.raw["locator"])
         entry.pop("sha256", None)
         shutil.copyfile(model.stage_path(model.locator.as_stage()), Path(out) / LOCATOR_FILE)
-        return {**entry, "file": LOCATOR_FILE, "roi_extent_mm": roi_extent_mm}
+        return {**entry, "file": LOCATOR_FILE}
     if model.stages[0].channels != ("image",):
         raise SystemExit(f"--locator {source}: its stage 1 must take the image alone.")
     if model.normalisation.get("method") != "robust-range":
@@ -89,8 +96,7 @@ def locator_entry(out: Path, source: Path, roi_extent_mm: float) -> dict:
                          "must share the model's robust-range.")
     shutil.copyfile(model.stage_path(model.stages[0]), Path(out) / LOCATOR_FILE)
     return {"file": LOCATOR_FILE, "view": model.stages[0].view, "grid_size": model.grid_size,
-            "grid_min_extent_mm": model.min_extent_mm, "from": f"{model.name} {model.stages[0].name}",
-            "roi_extent_mm": roi_extent_mm}
+            "grid_min_extent_mm": model.min_extent_mm, "from": f"{model.name} {model.stages[0].name}"}
 
 
 def write_model_folder(out: Path, onnx_paths: list[Path], labels: list[dict], normalisation: dict,
@@ -107,15 +113,14 @@ def write_model_folder(out: Path, onnx_paths: list[Path], labels: list[dict], no
         names.append(target.name)
     settings = config if isinstance(config, dict) else {"grid": config.grid, "min_extent_mm": config.min_extent_mm,
                                                         "roi_extent_mm": config.roi_extent_mm}
+    roi = settings.get("roi_extent_mm", 0.0)
     record = dict(record)
     record.pop("history", None)  # the per-epoch history stays in the work folder's training.json
     data = manifest_data(names, labels, normalisation, settings["grid"], record, model_id, version,
-                         description=describe(record.get("data", {})),
+                         description=describe(record.get("data", {}), roi),
                          min_extent_mm=settings.get("min_extent_mm", 0.0))
-    roi = settings.get("roi_extent_mm", 0.0)
     if locator is not None:
-        entry = locator_entry(out, locator, roi)
-        data.update(roi_extent_mm=entry.pop("roi_extent_mm"), locator=entry)
+        data.update(roi_extent_mm=roi, locator=locator_entry(out, locator))
     save_manifest(out, data)
     load_model(out)
     return out
