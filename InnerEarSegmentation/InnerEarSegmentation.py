@@ -35,8 +35,10 @@ Segments the inner ear (cochlea, vestibule, semicircular canals) from temporal-b
 fully automatically, with an auto-context cascade of 2D U-Nets (coronal, sagittal, axial) run by
 onnxruntime on the GPU when one is usable. Select the CT and click <b>Segment inner ear</b>.
 To try it without data, load <b>Temporal bone (synthetic)</b> from the Sample Data module.<br><br>
-<b>The shipped model is trained on synthetic phantoms only and is not clinically validated.</b>
-Research use only; not a medical device. Import a model trained on real scans for real work.
+The segments are named by side (right or left ear), checked against the labyrinth's own handedness.<br><br>
+<b>The shipped model is trained on computer renderings of four real temporal bones and on phantoms;
+it has not been measured on clinical scans and is not clinically validated.</b>
+Research use only; not a medical device.
 """)
         self.parent.acknowledgementText = _("""
 The method follows Hussain et al., "Automatic segmentation of inner ear on CT-scan using auto-context

@@ -17,7 +17,8 @@ from innerear_synth.render import load_specimen  # noqa: E402
 
 from InnerEarSegmentationLib.geometry import Geometry  # noqa: E402
 from InnerEarSegmentationLib.labels import Label  # noqa: E402
-from InnerEarSegmentationLib.laterality import LEFT, RIGHT, read_side, sided, structure_values  # noqa: E402
+from InnerEarSegmentationLib.laterality import (LEFT, RIGHT, read_side, side_summary, sided,  # noqa: E402
+                                                 structure_values)
 from InnerEarSegmentationLib.preprocess import roi_grid  # noqa: E402
 
 # RT138, RT147 and RT143 are right ears, LT143 a left one (their derived maps carry patient axes).
@@ -92,3 +93,13 @@ def test_sided_labels_carry_the_name_and_the_laterality_code():
     assert sided(Label(3, "Semicircular canals", (1.0, 0.0, 0.0)), LEFT).name == "Left semicircular canals"
     assert sided(label, None) is label
     assert structure_values([Label(1, "Inner ear", (1.0, 1.0, 1.0))]) is None
+
+
+def test_the_summary_line_says_where_the_side_came_from_or_why_there_is_none():
+    labels, grid = _on_model_grid(load_specimen("RT138").structures, _affine(np.eye(3)))
+    agreed = read_side(labels, grid, _geometry(True), 1, 2, 3).describe()
+    assert side_summary(agreed) == "right ear (from the scan's patient axes (LPS); the anatomy agrees)"
+    unread = dict(agreed, side=None, header_side=None, anatomy_side=None, agrees=None, axes_known=False)
+    assert "no patient axes" in side_summary(unread) and "spiral could not be read" in side_summary(unread)
+    labels[labels == 3] = 0
+    assert "lacks a cochlea" in side_summary(read_side(labels, grid, _geometry(True), 1, 2, 3).describe())

@@ -68,7 +68,7 @@ class SideReading:
         return None
 
     def describe(self) -> dict[str, Any]:
-        return {"side": self.side, "from": self.source, "header_side": self.header,
+        return {"side": self.side, "from": self.source, "axes_known": self.axes_known, "header_side": self.header,
                 "anatomy_side": self.anatomy, "agrees": self.agrees,
                 "spiral_score": None if self.spiral_score is None else round(self.spiral_score, 3),
                 "cochlea_medial_offset_mm": None if self.header_offset_mm is None else round(self.header_offset_mm, 2)}
@@ -138,8 +138,12 @@ def sided(label: Label, side: str | None) -> Label:
 def side_summary(section: dict[str, Any]) -> str:
     """One line for the command line and the panel from the report's ``laterality``."""
     side = section.get("side")
+    if not side and section.get("cochlea_medial_offset_mm") is None:
+        return "side not determined (the segmentation lacks a cochlea, vestibule or canals large enough to read)"
     if not side:
-        return "side not determined (the segmentation lacks a readable cochlea, vestibule or canals)"
+        header = ("the scan has no patient axes" if not section.get("axes_known")
+                  else "the cochlea is not clearly medial of the canals")
+        return f"side not determined ({header}, and the cochlea's spiral could not be read)"
     check = {True: "the anatomy agrees", False: "THE ANATOMY DISAGREES (see warning)",
              None: "not checked against the anatomy" if section.get("anatomy_side") is None
              else "no patient axes to check against"}[section.get("agrees")]
