@@ -198,7 +198,7 @@ def test_scan_warnings_cover_coarse_voxels_and_wide_fields_of_view():
     head = sitk.Image(400, 400, 30, sitk.sitkInt16)
     head.SetSpacing((0.5, 0.5, 0.5))  # 200 mm: both ears
     wide = scan_warnings(head, grid_size=128)
-    assert len(wide) == 1 and "200 mm wide" in wide[0] and "1.56 mm per model voxel" in wide[0]
+    assert len(wide) == 1 and "200 mm wide" in wide[0] and "1.56 mm per voxel" in wide[0]
     assert "other one is left out" in wide[0]
 
 
