@@ -18,7 +18,7 @@ from .labels import Label
 from .model import ModelManifest, load_model, sha256_of, MANIFEST_NAME
 from .cascade import run_cascade
 from .cochlea_metrics import label_values, measurements_section
-from .postprocess import to_original_grid
+from .postprocess import structure_labels, to_original_grid
 from .geometry import Geometry
 from .laterality import SideReading, read_side, sided, structure_values
 from .locate import Probe, locate, probe
@@ -243,9 +243,7 @@ class Segmenter:
         values = structure_values(self.model.labels)
         if values is None:
             return None
-        labels = (np.argmax(probabilities[1:], axis=0) + 1).astype(np.uint8)
-        labels[~mask] = 0
-        return read_side(labels, grid, scan, *values)
+        return read_side(structure_labels(probabilities, mask), grid, scan, *values)
 
     def _report(self, scan: Geometry, labelmap: sitk.Image, labels: tuple[Label, ...], timings: dict,
                 source: str) -> dict[str, Any]:

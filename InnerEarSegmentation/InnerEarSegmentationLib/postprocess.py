@@ -22,6 +22,13 @@ def foreground(probabilities: np.ndarray, threshold: float) -> np.ndarray:
     return probabilities[0] <= 1.0 - threshold
 
 
+def structure_labels(probabilities: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Structure labels ([Z, Y, X] uint8) inside the mask: the most probable foreground class."""
+    labels = (np.argmax(probabilities[1:], axis=0) + 1).astype(np.uint8)
+    labels[~mask] = 0
+    return labels
+
+
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """Keeps the largest 26-connected component (the labyrinth is one connected cavity)."""
     labelled, count = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))

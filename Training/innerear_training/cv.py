@@ -20,6 +20,7 @@ import numpy as np
 from scipy import stats
 
 from . import data as datamod
+from .report import emit
 from .train import add_data_arguments, add_training_arguments, config_from, load_cases, log, split_validation, train_cascade
 
 
@@ -83,10 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             p = float("nan")
         lines.append(f"- {titles[n]}: cascade − single = {np.mean(b - a):+.4f}, Wilcoxon p = {p:.2g}")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text, encoding="utf-8")
+    emit(lines, args.out)
     return 0
 
 

@@ -30,6 +30,7 @@ from InnerEarSegmentationLib.model import load_model
 from InnerEarSegmentationLib.pipeline import SegmentationSettings, Segmenter
 
 from . import data as datamod
+from .report import emit
 
 METHODS = {"cascade": None, "single U-Net": 1}
 TABLE = [("dice", "Dice"), ("jaccard", "Jaccard"), ("accuracy", "Accuracy"), ("precision", "Precision"),
@@ -212,10 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     for case, c_row, s_row in zip(cases, rows["cascade"], rows["single U-Net"]):
         lines.append(f"| {case['name']} | {'x'.join(map(str, case['size']))} | {case['spacing'][0]} | "
                      f"{c_row['dice']:.4f} | {s_row['dice']:.4f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
+    emit(lines, args.out)
     if args.out:
-        args.out.write_text(text, encoding="utf-8")
         log(f"wrote {args.out}")
     return 0
 

@@ -22,6 +22,8 @@ from InnerEarSegmentationLib.laterality import LEFT, RIGHT
 from InnerEarSegmentationLib.model import load_model
 from InnerEarSegmentationLib.pipeline import SegmentationSettings, Segmenter
 
+from .report import emit
+
 
 def true_side(description: dict) -> str:
     """The render's side: the specimen's own, the other one when it was mirrored."""
@@ -55,10 +57,7 @@ def main(argv: list[str] | None = None) -> int:
              f"{counts['right']} right, {counts['wrong']} wrong, {counts['unread']} unread of {len(rows)} scans.", "",
              "| scan | protocol | field | true side | read | spiral score | verdict |", "|---|---|---|---|---|---|---|",
              *rows]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text, encoding="utf-8")
+    emit(lines, args.out)
     return 0
 
 

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from InnerEarSegmentationLib import preprocess
 from InnerEarSegmentationLib.inference import open_session, predict_volume
-from InnerEarSegmentationLib.postprocess import foreground, largest_component
+from InnerEarSegmentationLib.postprocess import foreground, largest_component, structure_labels
 from InnerEarSegmentationLib.progress import Progress
 from InnerEarSegmentationLib.slicing import extract_slices, view_axis
 
@@ -308,13 +308,6 @@ def stage_outputs(onnx_path: Path, inputs: list[np.ndarray], view: str, threads:
     return results
 
 
-def labelmap_from(probabilities: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Structure labels inside the mask: the most probable foreground class."""
-    labels = (np.argmax(probabilities[1:], axis=0) + 1).astype(np.uint8)
-    labels[~mask] = 0
-    return labels
-
-
 def train_cascade(train_cases, val_cases, config: TrainConfig, workdir: Path, num_classes: int,
                   evaluate_cases=None) -> dict:
     """Trains the stages in turn; returns nets, ONNX paths, history and validation Dice.
@@ -376,7 +369,7 @@ def train_cascade(train_cases, val_cases, config: TrainConfig, workdir: Path, nu
             outputs = stage_outputs(onnx_path, stacks[group], stage["view"], config.threads)
             for vol, (probabilities, mask) in zip(vols, outputs):
                 vol[stage["name"]] = mask.astype(np.float32)
-                vol[f"{stage['name']}_labels"] = labelmap_from(probabilities, mask)
+                vol[f"{stage['name']}_labels"] = structure_labels(probabilities, mask)
         del stacks, train_pool, val_pool
         eval_volumes = volumes["eval"] if separate_eval else volumes["val"]
         scores = [structure_dice(v[f"{stage['name']}_labels"], c.labels, values)
