@@ -85,6 +85,7 @@ class InnerEarSegmentationParameterNode:
     outputSegmentation: vtkMRMLSegmentationNode
     model: str = ""  # model folder; "" is the shipped model
     device: Annotated[str, Choice(["auto", "cpu", "gpu"])] = "auto"
+    side: Annotated[str, Choice(["both", "right", "left"])] = "both"
     smoothing: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     keepLargestComponent: bool = True
     show3D: bool = True
@@ -99,7 +100,7 @@ class InnerEarSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self._parameterNodeGuiTag = None
         self._job = None
         self._onJobDone = None
-        self._measurementView = None
+        self._measurementViews = []
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -132,30 +133,37 @@ class InnerEarSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self.initializeParameterNode()
 
     def _setupMeasurements(self):
-        """A table of the cochlea's measurements under the results; edits re-measure after a pause."""
-        self._measurementTable = slicer.qMRMLTableView()
-        self._measurementTable.setMRMLScene(slicer.mrmlScene)
-        self._measurementTable.visible = False
-        self.layout.addWidget(self._measurementTable)
+        """A table of each cochlea's measurements under the results (one per ear); edits
+        re-measure after a pause."""
+        self._measurementTables = []
+        for _side in range(2):
+            table = slicer.qMRMLTableView()
+            table.setMRMLScene(slicer.mrmlScene)
+            table.visible = False
+            self.layout.addWidget(table)
+            self._measurementTables.append(table)
         self._measureTimer = qt.QTimer()
         self._measureTimer.setSingleShot(True)
         self._measureTimer.setInterval(800)
-        self._measureTimer.connect("timeout()", lambda: self._measurementView and self._measurementView.update())
+        self._measureTimer.connect("timeout()", lambda: [view.update() for view in self._measurementViews])
 
     def _showMeasurements(self, segmentation):
-        from InnerEarSegmentationLib.mrml_measurements import CochleaMeasurementView
+        from InnerEarSegmentationLib.mrml_measurements import CochleaMeasurementView, cochlea_sides
 
-        if self._measurementView is not None:
-            self._measurementView.close()
-        self._measurementView = CochleaMeasurementView(segmentation, schedule=lambda work: self._measureTimer.start())
-        self._measurementTable.setMRMLTableNode(self._measurementView.nodes["table"])
-        self._measurementTable.visible = True
+        for view in self._measurementViews:
+            view.close()
+        self._measurementViews = [CochleaMeasurementView(segmentation, lambda work: self._measureTimer.start(), side)
+                                  for side in cochlea_sides(segmentation)]
+        for index, table in enumerate(self._measurementTables):
+            shown = index < len(self._measurementViews)
+            table.setMRMLTableNode(self._measurementViews[index].nodes["table"] if shown else None)
+            table.visible = shown
 
     def cleanup(self):
         if self._job is not None:
             self._job.cancel()
-        if self._measurementView is not None:
-            self._measurementView.close()
+        for view in self._measurementViews:
+            view.close()
         self._timer.stop()
         self.removeObservers()
 
@@ -272,7 +280,8 @@ class InnerEarSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
                 self._startJob(steps, installed, _("Installing onnxruntime ({steps})…").format(steps=plan.describe()))
                 return
             run = self.logic.startSegmentation(node.inputVolume, output, node.model, node.device, bool(output),
-                                               node.smoothing, node.keepLargestComponent, node.show3D, preview=True)
+                                               node.smoothing, node.keepLargestComponent, node.show3D, preview=True,
+                                               side=node.side)
 
         def done(job):
             node.outputSegmentation = job.finish()
@@ -353,8 +362,9 @@ class InnerEarSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             seconds = sum(report.get("timings_s", {}).values())
             model = report.get("model", {})
             warnings = "".join("\n" + _("Warning: {text}").format(text=text) for text in report.get("warnings", []))
-            side = ("\n" + _("Side: {text}").format(text=side_summary(report["laterality"]))
-                    if "laterality" in report else "")
+            ears = report.get("ears") or [report]  # older reports: one ear, its sections at the top
+            side = "".join("\n" + _("Side: {text}").format(text=side_summary(ear["laterality"]))
+                           for ear in ears if "laterality" in ear)
             self.ui.runInfoLabel.text = _("{seconds:.1f} s on {provider} · model {model} {version}").format(
                 seconds=seconds, provider=report.get("provider", "?"), model=model.get("id", "?"),
                 version=model.get("version", "")) + side + warnings
@@ -454,16 +464,17 @@ class InnerEarSegmentationLogic(ScriptedLoadableModuleLogic):
         return models
 
     def startSegmentation(self, volumeNode, segmentationNode=None, model=None, device="auto", replace=False,
-                          smoothing=0.5, keepLargestComponent=True, show3D=True, preview=False):
+                          smoothing=0.5, keepLargestComponent=True, show3D=True, preview=False, side="both"):
         """Starts the child process and returns the run; poll it, then ``finish()`` it (the panel)."""
         from InnerEarSegmentationLib.mrml_segment import SegmentationRun
 
         return SegmentationRun(volumeNode, segmentationNode, model, device, replace, smoothing,
-                               keepLargestComponent, show3D, self.pythonExecutable(), preview).start()
+                               keepLargestComponent, show3D, self.pythonExecutable(), preview, side=side).start()
 
     def segment(self, volumeNode, segmentationNode=None, model=None, device="auto", replace=False,
-                smoothing=0.5, keepLargestComponent=True, show3D=True, progress=None):
-        """Segments ``volumeNode`` and returns the vtkMRMLSegmentationNode (created if None).
+                smoothing=0.5, keepLargestComponent=True, show3D=True, progress=None, side="both"):
+        """Segments ``volumeNode`` and returns the vtkMRMLSegmentationNode (created if None): each
+        ear the scan shows ("Right cochlea", ..., "Left cochlea", ...), or only ``side``.
 
         Raises OutputError if ``segmentationNode`` already has segments and ``replace`` is False.
         """
@@ -474,7 +485,7 @@ class InnerEarSegmentationLogic(ScriptedLoadableModuleLogic):
         if not self.ensureDependencies(device=device):
             raise RuntimeError(_("onnxruntime is not available."))
         return segment_volume_node(volumeNode, segmentationNode, model, device, replace, smoothing,
-                                   keepLargestComponent, show3D, progress, self.pythonExecutable())
+                                   keepLargestComponent, show3D, progress, self.pythonExecutable(), side=side)
 
 
 class InnerEarSegmentationTest(ScriptedLoadableModuleTest):

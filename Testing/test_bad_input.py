@@ -200,6 +200,7 @@ def test_scan_warnings_cover_coarse_voxels_and_wide_fields_of_view():
     wide = scan_warnings(head, grid_size=128)
     assert len(wide) == 1 and "200 mm wide" in wide[0] and "1.56 mm per voxel" in wide[0]
     assert "other one is left out" in wide[0]
+    assert scan_warnings(head, grid_size=128, whole_field=False) == []  # a located model finds both ears
 
 
 def test_an_oblique_scan_is_segmented_on_its_own_grid(tiny_model, tmp_path, capsys):

@@ -92,9 +92,9 @@ def test_logic_segment_signature_is_the_documented_one():
                    if isinstance(node, ast.FunctionDef) and node.name == "segment")
     names = [a.arg for a in segment.args.args]
     assert names == ["self", "volumeNode", "segmentationNode", "model", "device", "replace", "smoothing",
-                     "keepLargestComponent", "show3D", "progress"]
+                     "keepLargestComponent", "show3D", "progress", "side"]
     defaults = [ast.literal_eval(d) for d in segment.args.defaults]
-    assert defaults == [None, None, "auto", False, 0.5, True, True, None]
+    assert defaults == [None, None, "auto", False, 0.5, True, True, None, "both"]
 
 
 def test_no_removed_python_modules():

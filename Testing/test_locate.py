@@ -17,6 +17,7 @@ from InnerEarSegmentationLib.errors import InputError, ModelError
 from InnerEarSegmentationLib.model import load_model, save_manifest
 from InnerEarSegmentationLib.pipeline import SegmentationSettings, Segmenter
 from InnerEarSegmentationLib.preprocess import roi_grid
+from InnerEarSegmentationLib.progress import Progress
 
 ROI_MM, GRID = 20.0, 80  # 0.25 mm voxels, as the structure scan's own
 
@@ -103,3 +104,140 @@ def test_a_box_model_without_its_locator_or_with_a_changed_one_is_refused(locate
         load_model(copy)
     with pytest.raises(ModelError, match="names no locator"):
         save_manifest(copy, data)
+
+
+GAP_MM = 40.0  # bone between the two labyrinths' blocks: ears far apart, as in a head
+
+
+@pytest.fixture(scope="module")
+def two_ear_model(tmp_path_factory):
+    """The located model with a finer locator grid: a 72 mm field at 1.1 mm per voxel."""
+    return build_located_model(tmp_path_factory.mktemp("models") / "two-ears", ROI_MM, GRID, locator_grid=64)
+
+
+def _two_ear_scan() -> tuple[sitk.Image, np.ndarray]:
+    """The structure labyrinth (a left ear: its cochlea lies at lower x than its canals) at the
+    patient's left (high LPS x) and its mirror image, a right ear, at the right; the truth holds
+    the right ear's labels as 1-3 and the left's as 4-6."""
+    left, left_truth = structure_scan()
+    left_array = sitk.GetArrayFromImage(left)
+    gap = int(round(GAP_MM / left.GetSpacing()[0]))
+    bone = np.full(left_array.shape[:2] + (gap,), BONE_HU, dtype=left_array.dtype)
+    array = np.concatenate([left_array[:, :, ::-1], bone, left_array], axis=2)
+    truth = np.concatenate([left_truth[:, :, ::-1], np.zeros(bone.shape, np.uint8),
+                            np.where(left_truth > 0, left_truth + 3, 0).astype(np.uint8)], axis=2)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(left.GetSpacing())
+    image.SetOrigin((-50.0, 5.0, 30.0))
+    return image, truth
+
+
+def test_both_ears_are_segmented_named_by_side_right_first(two_ear_model):
+    scan, truth = _two_ear_scan()
+    fractions = []
+    result = Segmenter(load_model(two_ear_model), SegmentationSettings(measure=False)).segment(
+        scan, Progress(lambda fraction, message: fractions.append(fraction)))
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0  # one bar through both ears
+    names = {label.value: label.name for label in result.labels}
+    assert names == {1: "Right cochlea", 2: "Right vestibule", 3: "Right semicircular canals",
+                     4: "Left cochlea", 5: "Left vestibule", 6: "Left semicircular canals"}
+    labels = sitk.GetArrayFromImage(result.labelmap)
+    scores = [_dice(labels == value, truth == value) for value in range(1, 7)]
+    assert min(scores) > 0.75, scores
+    ears = result.report["ears"]
+    assert [ear["side"] for ear in ears] == ["right", "left"]
+    assert [ear["label_values"] for ear in ears] == [[1, 2, 3], [4, 5, 6]]
+    assert all("located" in ear and "laterality" in ear for ear in ears)
+    assert "laterality" not in result.report  # two ears: only per ear
+    centres = [ear["located"]["box_centre_mm"][0] for ear in ears]
+    assert centres[0] < centres[1] - GAP_MM  # each box on its own ear
+    volumes = {segment["name"]: segment["voxels"] for segment in result.report["segments"]}
+    assert volumes["Right cochlea"] == int((labels == 1).sum()) > 0
+    assert volumes["Left cochlea"] == int((labels == 4).sum())
+
+
+@pytest.mark.parametrize("side, values", [("right", (1, 2, 3)), ("left", (4, 5, 6))])
+def test_one_side_keeps_that_ear_with_the_models_own_label_values(two_ear_model, side, values):
+    scan, truth = _two_ear_scan()
+    result = Segmenter(load_model(two_ear_model), SegmentationSettings(measure=False, side=side)).segment(scan)
+    assert [label.name for label in result.labels] == [
+        f"{side.capitalize()} {name}" for name in ("cochlea", "vestibule", "semicircular canals")]
+    assert [label.value for label in result.labels] == [1, 2, 3]
+    labels = sitk.GetArrayFromImage(result.labelmap)
+    assert set(np.unique(labels)) == {0, 1, 2, 3}
+    for value, expected in zip((1, 2, 3), values):
+        assert _dice(labels == value, truth == expected) > 0.75
+    assert result.report["laterality"]["side"] == side and len(result.report["ears"]) == 1
+
+
+def test_asking_for_a_side_the_scan_does_not_show_is_refused(located_model):
+    scan, _ = _wide_scan()  # the structure labyrinth alone: a left ear
+    with pytest.raises(InputError, match="No right inner ear was found.*found: left"):
+        Segmenter(load_model(located_model), SegmentationSettings(measure=False, side="right")).segment(scan)
+
+
+def test_the_command_line_gives_a_line_per_ear_and_segments_one_side_when_asked(two_ear_model, tmp_path, capsys):
+    from InnerEarSegmentationLib.cli import main
+
+    scan, _ = _two_ear_scan()
+    path = tmp_path / "head.nrrd"
+    sitk.WriteImage(scan, str(path))
+    assert main([str(path), "-o", str(tmp_path / "both"), "--model", str(two_ear_model), "--quiet",
+                 "--no-measure"]) == 0
+    out = capsys.readouterr().out
+    assert "head.nrrd: right ear (from the" in out and "head.nrrd: left ear (from the" in out
+    assert "Right cochlea" in out and "Left semicircular canals" in out
+    assert main([str(path), "-o", str(tmp_path / "left"), "--model", str(two_ear_model), "--quiet",
+                 "--no-measure", "--side", "left"]) == 0
+    out = capsys.readouterr().out
+    assert "Left cochlea" in out and "Right cochlea" not in out and "right ear" not in out
+
+
+def test_the_slicer_path_child_process_passes_the_side_on(two_ear_model):
+    from InnerEarSegmentationLib.subprocess_run import SegmentationProcess
+
+    scan, truth = _two_ear_scan()
+    job = SegmentationProcess(scan, str(two_ear_model), "cpu", side="left").start()
+    try:
+        result = job.wait()
+    finally:
+        job.close()
+    assert [label.name for label in result.labels][0] == "Left cochlea"
+    labels = sitk.GetArrayFromImage(result.labelmap)
+    assert _dice(labels == 1, truth == 4) > 0.75 and result.report["settings"]["side"] == "left"
+
+
+def test_a_new_locator_replaces_the_old_one_and_the_model_stays_checked(located_model, tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "Training"))
+    from innerear_training.new_locator import replace_locator
+    from tiny_model import build_structure_model
+
+    model = tmp_path / "model"
+    shutil.copytree(located_model, model)
+    source = build_structure_model(tmp_path / "whole-field")  # its stage 1 becomes the locator
+    replace_locator(model, source, "9.9.9", "a locator trained on heads")
+    loaded = load_model(model)
+    assert loaded.version == "9.9.9" and loaded.raw["release_notes"]["9.9.9"] == "a locator trained on heads"
+    assert loaded.raw["locator"]["from"] == f"{load_model(source).name} stage1"
+    assert (model / "locator.onnx").read_bytes() == (source / "stage1.onnx").read_bytes()
+    assert loaded.raw["locator"]["grid_size"] == load_model(source).grid_size
+
+
+@pytest.mark.parametrize("offset, mass, kept", [
+    ((70.0, 5.0, -8.0), 60.0, 2),   # across the head: the other ear
+    ((45.0, 30.0, 0.0), 60.0, 2),   # a tilted head
+    ((0.0, 45.0, 10.0), 60.0, 1),   # as far, but in front of it: not an ear of the other side
+    ((25.0, 0.0, 0.0), 60.0, 1),    # too near: the same temporal bone
+    ((70.0, 0.0, 0.0), 20.0, 1),    # too little labyrinth in its box
+])
+def test_a_second_ear_must_lie_across_the_head_and_hold_a_share_of_the_labyrinth(offset, mass, kept):
+    from InnerEarSegmentationLib.locate import Probe
+    from InnerEarSegmentationLib.pipeline import _distinct_ears
+
+    first = Probe(None, None, 100.0, np.zeros(3))
+    second = Probe(None, None, mass, np.array(offset))
+    chosen = _distinct_ears([(second, 0), (first, 1)])
+    assert len(chosen) == kept and chosen[0][1] == 1  # the larger labyrinth first

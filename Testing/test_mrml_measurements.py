@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
 slicer = pytest.importorskip("slicer")
 
@@ -73,3 +74,39 @@ def test_editing_the_segmentation_measures_again(view):
     assert measured.section["status"].startswith("cannot measure: ")
     assert table_rows(measured)["Status"] == measured.section["status"]
     assert not measured.nodes["centreline"].GetDisplayNode().GetVisibility()
+
+
+def test_each_ear_of_a_two_ear_segmentation_gets_its_own_table_and_markups():
+    from InnerEarSegmentationLib.mrml_measurements import cochlea_sides
+
+    right, left = Spiral(), Spiral(turns=2.0, outer=3.0)
+    shift = np.array([30.0, 0.0, 0.0])
+    image = tube_labelmap(np.vstack([right.centreline(), left.centreline() + shift]), right.lumen, spacing=0.2)
+    array = sitk.GetArrayFromImage(image)
+    x = image.GetOrigin()[0] + image.GetSpacing()[0] * np.arange(array.shape[2])
+    array[(array == 1) & (x > 15.0)[None, None, :]] = 3
+    labels = sitk.GetImageFromArray(array)
+    labels.CopyInformation(image)
+    headless = make_scene()
+    volume = volume_node_from_sitk(labels, headless.scene, "CT")
+    names = (Label(1, "Right cochlea", (0.9, 0.8, 0.3)), Label(3, "Left cochlea", (0.9, 0.8, 0.3)))
+    segmentation = write_result(headless.scene, volume, labels, names, show3d=False)
+    assert cochlea_sides(segmentation) == ["Right", "Left"]
+    views = {side: CochleaMeasurementView(segmentation, side=side) for side in ("Right", "Left")}
+    try:
+        for side, spiral in (("Right", right), ("Left", left)):
+            rows = table_rows(views[side])
+            assert rows["Status"] == "measured"
+            assert float(rows["Duct length, centreline"]) == pytest.approx(spiral.length, abs=1.0)
+            assert views[side].nodes["table"].GetName() == f"CT inner ear {side.lower()} cochlea measurements"
+        assert abs(right.length - left.length) > 5.0  # each table measured its own cochlea
+    finally:
+        for view in views.values():
+            view.close()
+
+
+def test_a_cochlea_not_named_by_side_is_one_ear(view):
+    from InnerEarSegmentationLib.mrml_measurements import cochlea_sides
+
+    _, segmentation, _ = view
+    assert cochlea_sides(segmentation) == [None]

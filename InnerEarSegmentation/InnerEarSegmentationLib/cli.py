@@ -15,7 +15,7 @@ from .errors import InnerEarError
 from .laterality import side_summary
 from .model import load_model
 from .outputs import ensure_writable, write_labelmap, write_preview, write_report, write_segmentation
-from .pipeline import SegmentationSettings, Segmenter
+from .pipeline import SIDES, SegmentationSettings, Segmenter
 from .progress import Progress
 from .scanio import find_scans, series_ids
 from .surface import write_surface
@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mirror-average", action=argparse.BooleanOptionalAction, default=None,
                         help="also segment the left-right mirror and average the two (twice the network "
                              "time; default: as the model's manifest says)")
+    parser.add_argument("--side", choices=SIDES, default="both",
+                        help="both: every ear the scan shows (default); right or left: only that ear")
     parser.add_argument("--no-measure", dest="measure", action="store_false",
                         help="skip the cochlea measurements (A, B, H values, duct length, turns)")
     parser.add_argument("--labelmap", action="store_true", help="also write <name>-label.nrrd")
@@ -146,11 +148,22 @@ def segment_one(segmenter: Segmenter, scan: Path, args: argparse.Namespace) -> l
         print(f"warning: {scan.name}: {warning}", file=sys.stderr)
     volumes = ", ".join(f"{s['name']} {s['volume_mm3']:.1f} mm³" for s in result.report["segments"])
     print(f"{scan.name}: {volumes} [{result.report['provider']}]")
-    if "laterality" in result.report:
-        print(f"{scan.name}: {side_summary(result.report['laterality'])}")
-    if "measurements" in result.report:
-        print(f"{scan.name}: {cli_summary(result.report['measurements'])}")
+    for line in ear_lines(result.report.get("ears", [])):
+        print(f"{scan.name}: {line}")
     return written
+
+
+def ear_lines(ears: list[dict]) -> list[str]:
+    """Each ear's side and measurement lines; with two ears each line says which ear it is about
+    (the side line names its side itself)."""
+    lines = []
+    for number, ear in enumerate(ears, start=1):
+        which = "" if len(ears) == 1 else f"{ear['side']} ear: " if ear["side"] else f"ear {number}: "
+        if "laterality" in ear:
+            lines.append(("" if ear["side"] else which) + side_summary(ear["laterality"]))
+        if "measurements" in ear:
+            lines.append(which + cli_summary(ear["measurements"]))
+    return lines
 
 
 def unexpected(error: BaseException, scan: Path | None, debug: bool) -> str:
@@ -181,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             args.labelmap, args.report, args.surface = True, True, args.surface or "stl"
         segmenter = Segmenter(load_model(args.model), SegmentationSettings(
             device=args.device, batch_size=args.batch_size, mirror_average=args.mirror_average,
-            measure=args.measure))
+            measure=args.measure, side=args.side))
         print(f"Model {segmenter.model.name}; {segmenter.provider} ({segmenter.provider_note})", file=sys.stderr)
     except InnerEarError as error:
         print(f"error: {error}", file=sys.stderr)

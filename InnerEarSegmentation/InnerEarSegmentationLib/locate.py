@@ -6,7 +6,9 @@ fixed voxel size, so the labyrinth has the same size in voxels whatever the scan
 the whole scan. The locator's largest find is not always the labyrinth (the internal auditory
 canal and the vestibular aqueduct hold the same fluid), so its few largest finds are each
 checked by the cascade's own first stage in a box round it: the box in which that finer network
-finds the most labyrinth wins, and the final box is centred on what it found there.
+finds the most labyrinth wins, and the final box is centred on what it found there. A scan of a
+head shows both ears: a second box far from the first that holds a good share of its labyrinth
+is the other ear (the pipeline's ``_distinct_ears``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .postprocess import foreground, largest_component
 from .preprocess import PreparedScan, prepare
 from .progress import Progress
 
-MAX_CANDIDATES = 3
+MAX_CANDIDATES = 4  # both ears and a decoy or two
 MIN_CANDIDATE_SHARE = 0.05  # a find smaller than this share of the largest is not checked
 
 

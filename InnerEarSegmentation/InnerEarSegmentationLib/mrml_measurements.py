@@ -30,13 +30,30 @@ ROWS = (("a_value_mm", "A-value", "mm"), ("b_value_mm", "B-value", "mm"), ("h_va
 CURVE_ROW = "Length of the centreline curve (as edited)"
 
 
-def segment_labelmap(segmentation_node, cochlea: str = "Cochlea", vestibule: str = "Vestibule") -> sitk.Image:
-    """The cochlea (1) and, if present, the vestibule (2) segments on the segmentation's full
-    reference grid, as a SimpleITK image in LPS: a cochlea cut by the scan's edge still shows."""
+SIDES = ("Right", "Left")
+
+
+def cochlea_sides(segmentation_node, cochlea: str = "Cochlea") -> list[Optional[str]]:
+    """The sides whose cochlea the segmentation holds ("Right", "Left"; both for a scan of two
+    ears), or [None] for one cochlea not named by side."""
+    segmentation = segmentation_node.GetSegmentation()
+    sides = [side for side in SIDES if segmentation.GetSegmentIdBySegmentName(_sided(cochlea, side))]
+    return sides or [None]
+
+
+def _sided(name: str, side: str) -> str:
+    return f"{side} {name[0].lower()}{name[1:]}"
+
+
+def segment_labelmap(segmentation_node, cochlea: str = "Cochlea", vestibule: str = "Vestibule",
+                     side: Optional[str] = None) -> sitk.Image:
+    """The cochlea (1) and, if present, the vestibule (2) segments (of ``side``'s ear, when the
+    segmentation holds both) on the segmentation's full reference grid, as a SimpleITK image in
+    LPS: a cochlea cut by the scan's edge still shows."""
     segmentation = segmentation_node.GetSegmentation()
     ids = vtk.vtkStringArray()
     for name in (cochlea, vestibule):
-        segment_id = _segment_id(segmentation, name)
+        segment_id = _segment_id(segmentation, name, side)
         if segment_id:
             ids.InsertNextValue(segment_id)
         elif name == cochlea:
@@ -52,9 +69,11 @@ def segment_labelmap(segmentation_node, cochlea: str = "Cochlea", vestibule: str
         scene.RemoveNode(labelmap)
 
 
-def _segment_id(segmentation, name: str) -> str:
-    """The segment named ``name``, or named for its side ("Right cochlea", as results are)."""
-    for candidate in (name, *(f"{side} {name[0].lower()}{name[1:]}" for side in ("Right", "Left"))):
+def _segment_id(segmentation, name: str, side: Optional[str] = None) -> str:
+    """The segment named ``name`` for ``side`` ("Right cochlea", as results are), or, with no
+    side given, named ``name`` or for either side."""
+    candidates = [_sided(name, side)] if side else [name, *(_sided(name, each) for each in SIDES)]
+    for candidate in candidates:
         segment_id = segmentation.GetSegmentIdBySegmentName(candidate)
         if segment_id:
             return segment_id
@@ -89,8 +108,10 @@ class CochleaMeasurementView:
     ``schedule`` runs the re-measurement after an edit; the module passes one that waits for the
     user to pause (a measurement takes about a second), tests call it at once."""
 
-    def __init__(self, segmentation_node, schedule: Optional[Callable[[Callable[[], None]], None]] = None):
+    def __init__(self, segmentation_node, schedule: Optional[Callable[[Callable[[], None]], None]] = None,
+                 side: Optional[str] = None):
         self.segmentation_node = segmentation_node
+        self.side = side
         self.scene = segmentation_node.GetScene()
         self.nodes: dict[str, Any] = {}
         self.section: dict[str, Any] = {}
@@ -113,9 +134,9 @@ class CochleaMeasurementView:
 
     def update(self) -> dict[str, Any]:
         """Measures again, refreshes table and markups; returns the report section."""
-        name = self.segmentation_node.GetName()
+        name = self.segmentation_node.GetName() + (f" {self.side.lower()}" if self.side else "")
         try:
-            measurement = measure_cochlea(segment_labelmap(self.segmentation_node))
+            measurement = measure_cochlea(segment_labelmap(self.segmentation_node, side=self.side))
         except CannotMeasure as error:
             self.section = {"status": f"cannot measure: {error}"}
             self._hide_markups()

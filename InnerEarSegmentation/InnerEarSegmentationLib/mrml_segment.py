@@ -31,7 +31,8 @@ class SegmentationRun:
 
     def __init__(self, volume_node, segmentation_node=None, model: Any = None, device: str = "auto",
                  replace: bool = False, smoothing: float = 0.5, keep_largest_component: bool = True,
-                 show3d: bool = True, python: Optional[str] = None, preview: bool = False) -> None:
+                 show3d: bool = True, python: Optional[str] = None, preview: bool = False,
+                 side: str = "both") -> None:
         check_can_write(segmentation_node, replace)
         self.volume_node, self.segmentation_node = volume_node, segmentation_node
         self.scene = volume_node.GetScene()
@@ -39,7 +40,8 @@ class SegmentationRun:
         self.scene_closed = False
         self.preview_png: Optional[bytes] = None
         self.process = SegmentationProcess(sitk_from_volume_node(volume_node), str(model or ""), device,
-                                           keep_largest_component, volume_node.GetName(), preview, python)
+                                           keep_largest_component, volume_node.GetName(), preview, python,
+                                           side=side)
         self._observations = [
             (self.scene, self.scene.AddObserver(self.scene.StartCloseEvent, self._on_scene_closing)),
             (self.scene, self.scene.AddObserver(self.scene.NodeRemovedEvent, self._on_node_removed)),
@@ -104,8 +106,10 @@ class SegmentationRun:
 
 def segment_volume_node(volume_node, segmentation_node=None, model=None, device: str = "auto",
                         replace: bool = False, smoothing: float = 0.5, keep_largest_component: bool = True,
-                        show3d: bool = True, progress: ProgressLike = None, python: Optional[str] = None):
-    """Runs the cascade on ``volume_node`` and writes named, coded segments; returns the node."""
+                        show3d: bool = True, progress: ProgressLike = None, python: Optional[str] = None,
+                        side: str = "both"):
+    """Runs the cascade on ``volume_node`` and writes named, coded segments (each ear's, or only
+    the ``side`` asked for); returns the node."""
     run = SegmentationRun(volume_node, segmentation_node, model, device, replace, smoothing,
-                          keep_largest_component, show3d, python)
+                          keep_largest_component, show3d, python, side=side)
     return run.start().wait(progress)

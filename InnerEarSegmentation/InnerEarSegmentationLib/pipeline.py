@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,12 @@ from .scanio import read_scan, scan_warnings, validate_scan
 
 RECENTRE_STEPS = 2  # times the box may move onto what the first stage found in it
 RECENTRE_TOLERANCE_MM = 1.0  # a move shorter than this ends the search
+MAX_EARS = 2
+SECOND_EAR_SHARE = 0.25  # a second labyrinth holds at least this share of the first's (mm³)
+EAR_SEPARATION_MM = 40.0  # the other ear lies at least this far away (adults: 70-110 mm)...
+EAR_AXIS_SHARE = 0.7  # ...and mostly along the left-right axis (a head tilted up to ~45 degrees)
+SIDES = ("both", "right", "left")
+SINGLE_EAR_SECTIONS = ("measurements", "model_grid", "located", "laterality")  # also top level for one ear
 
 DISCLAIMER = ("Research use only. Not a medical device; accuracy on real patient scans has not been "
               "measured unless the model's manifest says so.")
@@ -47,6 +53,7 @@ class SegmentationSettings:
     threads: int = 0
     mirror_average: bool | None = None  # None: as the model's manifest asks
     measure: bool = True  # cochlea measurements in the report (cochlea_metrics)
+    side: str = "both"  # "right" or "left": keep only that ear of a scan that shows both
 
 
 @dataclass
@@ -58,15 +65,32 @@ class SegmentationResult:
 
 
 @dataclass
-class Prepared:
-    """A scan ready for the cascade: its model grid, its own grid, the timings so far, the
-    search for the labyrinth (models with a locator) and stage 1's look at the box, if taken."""
+class Box:
+    """Where the cascade looks: the scan on the model grid (the whole field, or a box round one
+    located labyrinth), stage 1's look at it if already taken, and the search's record."""
 
     scan: PreparedScan
+    first_stage: np.ndarray | None = None
+    located: dict[str, Any] | None = None
+
+
+@dataclass
+class Prepared:
+    """A scan ready for the cascade: one box per ear found (patient right first), its own grid
+    and the timings so far."""
+
+    boxes: list[Box]
     geometry: Geometry
     timings: dict[str, float]
-    located: dict[str, Any] | None = None
-    first_stage: np.ndarray | None = None
+
+
+@dataclass
+class Ear:
+    """One ear's result on the scan's grid, before the ears are put together."""
+
+    labels: tuple[Label, ...]
+    reading: SideReading | None
+    report: dict[str, Any]
 
 
 @dataclass
@@ -154,39 +178,50 @@ class Segmenter:
         if self.model.locator is None:
             progress.report(0.0, "resampling to the model grid")
             prepared = prepare(image, self.model.grid_size, self.model.normalisation, self.model.min_extent_mm)
-            return Prepared(prepared, Geometry.of(image), {"resample": time.perf_counter() - clock})
-        look, located = self._box(image, progress, source)
-        return Prepared(look.prepared, Geometry.of(image), {"locate": time.perf_counter() - clock}, located,
-                        look.probabilities)
+            return Prepared([Box(prepared)], Geometry.of(image), {"resample": time.perf_counter() - clock})
+        boxes = self._boxes(image, progress, source)
+        return Prepared(boxes, Geometry.of(image), {"locate": time.perf_counter() - clock})
 
-    def _box(self, image: sitk.Image, progress: Progress, source: str) -> tuple[Probe, dict[str, Any]]:
-        """Finds the labyrinth (locator, then the first stage in a box round each find) and
-        returns the first stage's look at the box centred on it, with the report's record."""
+    def _boxes(self, image: sitk.Image, progress: Progress, source: str) -> list[Box]:
+        """Finds the labyrinths (locator, then the first stage in a box round each find): the
+        box where the first stage finds the most labyrinth, and a second ear where another box
+        far from it holds a good share of that, each box centred on what was found in it."""
         model, settings = self.model, self.settings
         progress.report(0.0, "finding the labyrinth")
         candidates, spacing = locate(image, model.locator, self._locator_session, model.normalisation,
                                      model.threshold, settings.batch_size, progress.span(0.0, 0.1))
         checks = progress.span(0.1, self.cascade_start)
-        steps = len(candidates) + RECENTRE_STEPS
-        best, chosen = None, None
+        steps = len(candidates) + MAX_EARS * RECENTRE_STEPS
+        looks = []
         for index, candidate in enumerate(candidates):
             look = self._probe(image, candidate.centre_mm, checks.span(index / steps, (index + 1) / steps))
             candidate.box_mass = look.mass
-            if look.found_mm is not None and (best is None or look.mass > best.mass):
-                best, chosen = look, index
-        if best is None:
+            if look.found_mm is not None:
+                looks.append((look, index))
+        chosen = _distinct_ears(looks)
+        if not chosen:
             raise self._nothing_found(source)
-        for step in range(len(candidates), steps):  # a box that cut the labyrinth finds it off-centre
-            if np.linalg.norm(best.found_mm - box_centre(best.prepared.grid)) < RECENTRE_TOLERANCE_MM:
+        boxes = []
+        for number, (look, index) in enumerate(chosen):
+            first = len(candidates) + number * RECENTRE_STEPS
+            look = self._recentred(image, look, checks.span(first / steps, (first + RECENTRE_STEPS) / steps))
+            boxes.append(Box(look.prepared, look.probabilities, {
+                "box_centre_mm": [round(float(c), 2) for c in box_centre(look.prepared.grid)],
+                "locator_grid_spacing_mm": round(spacing, 4),
+                "candidates": [c.describe() for c in candidates], "chosen": index}))
+        return sorted(boxes, key=lambda box: box.located["box_centre_mm"][0])  # LPS x: patient right first
+
+    def _recentred(self, image: sitk.Image, look: Probe, progress: Progress) -> Probe:
+        """The box moved onto what the first stage found in it (a box that cut the labyrinth
+        finds it off-centre), until the move is small."""
+        for step in range(RECENTRE_STEPS):
+            if np.linalg.norm(look.found_mm - box_centre(look.prepared.grid)) < RECENTRE_TOLERANCE_MM:
                 break
-            look = self._probe(image, best.found_mm, checks.span(step / steps, (step + 1) / steps))
-            if look.found_mm is None:
+            moved = self._probe(image, look.found_mm, progress.span(step / RECENTRE_STEPS, (step + 1) / RECENTRE_STEPS))
+            if moved.found_mm is None:
                 break
-            best = look
-        located = {"box_centre_mm": [round(float(c), 2) for c in box_centre(best.prepared.grid)],
-                   "locator_grid_spacing_mm": round(spacing, 4),
-                   "candidates": [c.describe() for c in candidates], "chosen": chosen}
-        return best, located
+            look = moved
+        return look
 
     def _probe(self, image: sitk.Image, centre: np.ndarray, progress: Progress) -> Probe:
         """The first stage's look at a box centred on ``centre``."""
@@ -202,40 +237,94 @@ class Segmenter:
             "temporal bone (a crop of a few centimetres around the ear works best).")
 
     def _segment_prepared(self, ready: Prepared, progress: Progress, source: str) -> SegmentationResult:
-        model, settings = self.model, self.settings
-        prepared, scan, timings = ready.scan, ready.geometry, ready.timings
-        cascade = run_cascade(
-            prepared.array, self.stages, self.sessions(), model.threshold, settings.keep_largest_component,
-            settings.crop, settings.batch_size, progress.span(self.cascade_start, 0.9), self.mirror_average,
-            ready.first_stage)
-        timings.update(cascade.timings)
-        clock = time.perf_counter()
-        labelmap, probability = to_original_grid(
-            cascade.probabilities, cascade.mask, prepared.grid, scan, model.threshold,
-            settings.keep_largest_component, settings.keep_probability, progress.span(0.9, 1.0))
-        timings["resample_back"] = time.perf_counter() - clock
-        if sitk.GetArrayViewFromImage(labelmap).max() == 0:  # no full-size temporary (1500³ micro-CT)
+        """Runs the cascade in each box and puts the ears on the scan's grid: one ear keeps the
+        model's label values, two get them for the patient's right ear and the next ones for
+        the left (the same order as the boxes)."""
+        settings, scan = self.settings, ready.geometry
+        canvas: tuple[sitk.Image, sitk.Image | None] | None = None
+        ears: list[Ear] = []
+        share = (1.0 - self.cascade_start) / len(ready.boxes)
+        for number, box in enumerate(ready.boxes):
+            start = self.cascade_start + number * share
+            offset = len(ears) * len(self.model.labels)
+            ear, canvas = self._segment_box(box, scan, canvas, offset, ready.timings,
+                                            progress.span(start, start + share))
+            if ear is not None:
+                ears.append(ear)
+        labelmap, probability = canvas
+        if not ears or sitk.GetArrayViewFromImage(labelmap).max() == 0:  # no full-size temporary (1500³ micro-CT)
             raise self._nothing_found(source)
-        if settings.measure:
-            clock = time.perf_counter()
-            measurements = measurements_section(labelmap, *label_values(model.labels))
-            timings["measure"] = time.perf_counter() - clock
-        reading = self._side(cascade.probabilities, cascade.mask, prepared.grid, scan)
-        labels = tuple(sided(with_terminology(label), reading.side if reading else None) for label in model.labels)
-        report = self._report(scan, labelmap, labels, timings, source)
-        if settings.measure:
-            report["measurements"] = measurements
-        report["model_grid"] = {"size": model.grid_size, "spacing_mm": round(prepared.grid.GetSpacing()[0], 6),
-                                "origin_mm": [round(o, 3) for o in prepared.grid.GetOrigin()]}
-        if ready.located is not None:
-            report["model_grid"]["box_extent_mm"] = model.roi_extent_mm
-            report["located"] = ready.located
-        if reading is not None:
-            report["laterality"] = reading.describe()
-            if reading.warning():
-                report["warnings"].append(reading.warning())
+        if settings.side != "both":
+            labelmap, probability, ears = self._one_side(labelmap, probability, ears, source)
+        labels = tuple(label for ear in ears for label in ear.labels)
+        report = self._report(scan, labelmap, labels, ready.timings, source)
+        report["ears"] = [ear.report for ear in ears]
+        if len(ears) == 1:  # a single ear's sections stay where they always were
+            report.update({key: value for key, value in ears[0].report.items() if key in SINGLE_EAR_SECTIONS})
+        for ear in ears:
+            if ear.reading is not None and ear.reading.warning():
+                report["warnings"].append(ear.reading.warning())
         progress.report(1.0, "done")
         return SegmentationResult(labelmap, labels, report, probability)
+
+    def _segment_box(self, box: Box, scan: Geometry, canvas, offset: int, timings: dict[str, float],
+                     progress: Progress) -> tuple[Ear | None, tuple]:
+        """One ear: the cascade in its box, its side, its labels (values from ``offset`` + 1)
+        pasted onto the scan-grid ``canvas`` (made on the first call), its report sections."""
+        model, settings = self.model, self.settings
+        prepared = box.scan
+        cascade = run_cascade(
+            prepared.array, self.stages, self.sessions(), model.threshold, settings.keep_largest_component,
+            settings.crop, settings.batch_size, progress.span(0.0, 0.85), self.mirror_average, box.first_stage)
+        _add_timings(timings, cascade.timings)
+        clock = time.perf_counter()
+        canvas = to_original_grid(
+            cascade.probabilities, cascade.mask, prepared.grid, scan, model.threshold,
+            settings.keep_largest_component, settings.keep_probability, progress.span(0.85, 1.0), canvas, offset)
+        _add_timings(timings, {"resample_back": time.perf_counter() - clock})
+        if not cascade.mask.any():
+            return None, canvas
+        reading = self._side(cascade.probabilities, cascade.mask, prepared.grid, scan)
+        labels = tuple(replace(sided(with_terminology(label), reading.side if reading else None),
+                               value=label.value + offset) for label in model.labels)
+        report: dict[str, Any] = {"side": reading.side if reading else None, "label_values": [l.value for l in labels]}
+        if settings.measure:
+            clock = time.perf_counter()
+            cochlea, vestibule = label_values(model.labels)
+            report["measurements"] = measurements_section(
+                canvas[0], *(None if value is None else value + offset for value in (cochlea, vestibule)))
+            _add_timings(timings, {"measure": time.perf_counter() - clock})
+        report["model_grid"] = {"size": model.grid_size, "spacing_mm": round(prepared.grid.GetSpacing()[0], 6),
+                                "origin_mm": [round(o, 3) for o in prepared.grid.GetOrigin()]}
+        if box.located is not None:
+            report["model_grid"]["box_extent_mm"] = model.roi_extent_mm
+            report["located"] = box.located
+        if reading is not None:
+            report["laterality"] = reading.describe()
+        return Ear(labels, reading, report), canvas
+
+    def _one_side(self, labelmap: sitk.Image, probability: sitk.Image | None, ears: list[Ear],
+                  source: str) -> tuple[sitk.Image, sitk.Image | None, list[Ear]]:
+        """Only the ear of the side asked for, with the model's own label values."""
+        wanted = self.settings.side
+        kept = [ear for ear in ears if ear.reading is not None and ear.reading.side == wanted]
+        if not kept:
+            found = ", ".join(ear.reading.side if ear.reading and ear.reading.side else "side not determined"
+                              for ear in ears)
+            raise InputError(f"No {wanted} inner ear was found in {source or 'the scan'} (found: {found}). "
+                             "Segment both sides to see what was found.")
+        ear = kept[0]
+        if len(ears) == 1:
+            return labelmap, probability, ears
+        values = ear.report["label_values"]
+        lookup = np.zeros(256, dtype=np.uint8)
+        lookup[values] = [label.value for label in self.model.labels]
+        labelmap = _relabel(labelmap, lookup)
+        if probability is not None:
+            probability = sitk.Mask(probability, labelmap > 0)
+        labels = tuple(replace(label, value=int(lookup[label.value])) for label in ear.labels)
+        report = dict(ear.report, label_values=[label.value for label in labels])
+        return labelmap, probability, [Ear(labels, ear.reading, report)]
 
     def _side(self, probabilities: np.ndarray, mask: np.ndarray, grid: sitk.Image,
               scan: Geometry) -> SideReading | None:
@@ -268,11 +357,48 @@ class Segmenter:
                 "direction": list(scan.direction),
             },
             "segments": segment_volumes(labelmap, labels),
-            "warnings": scan_warnings(scan, (model.locator or model).grid_size),  # runs, but the result may suffer
+            "warnings": scan_warnings(scan, model.grid_size, model.locator is None),  # runs, but the result may suffer
             "timings_s": {key: round(value, 3) for key, value in timings.items()},
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "disclaimer": DISCLAIMER,
         }
+
+
+def _distinct_ears(looks: list[tuple[Probe, int]]) -> list[tuple[Probe, int]]:
+    """The boxes that hold an ear: the one with the most labyrinth, then another where the other
+    ear can be (across the head: far off, mostly along x) with at least SECOND_EAR_SHARE of its
+    labyrinth. Anything else the first stage finds in a block of one temporal bone (the internal
+    auditory canal, a vessel) lies too near or in the wrong direction."""
+    ordered = sorted(looks, key=lambda pair: -pair[0].mass)
+    kept: list[tuple[Probe, int]] = []
+    for look, index in ordered:
+        if len(kept) == MAX_EARS or (kept and look.mass < SECOND_EAR_SHARE * kept[0][0].mass):
+            break
+        if all(_other_ear(look.found_mm - other.found_mm) for other, _ in kept):
+            kept.append((look, index))
+    return kept
+
+
+def _other_ear(offset_mm: np.ndarray) -> bool:
+    """Whether a find at this offset from an ear can be the ear of the other side."""
+    distance = float(np.linalg.norm(offset_mm))
+    return distance >= EAR_SEPARATION_MM and abs(float(offset_mm[0])) >= EAR_AXIS_SHARE * distance
+
+
+def _add_timings(timings: dict[str, float], more: dict[str, float]) -> None:
+    """Adds one ear's timings to the scan's (two ears: each step's total)."""
+    for key, value in more.items():
+        timings[key] = timings.get(key, 0.0) + value
+
+
+def _relabel(labelmap: sitk.Image, lookup: np.ndarray) -> sitk.Image:
+    """The labelmap with each value v replaced by lookup[v] (in place on one copy, slab by slab)."""
+    array = sitk.GetArrayFromImage(labelmap)
+    for z in range(0, array.shape[0], 32):
+        array[z:z + 32] = lookup[array[z:z + 32]]
+    out = sitk.GetImageFromArray(array)
+    out.CopyInformation(labelmap)
+    return out
 
 
 def segment_volumes(labelmap: sitk.Image, labels: tuple[Label, ...]) -> list[dict[str, Any]]:

@@ -110,16 +110,23 @@ def to_original_grid(
     keep_largest: bool,
     keep_probability: bool,
     progress: Progress,
+    canvas: tuple[sitk.Image, sitk.Image | None] | None = None,
+    offset: int = 0,
 ) -> tuple[sitk.Image, sitk.Image | None]:
     """Labelmap (uint8) on the scan's own grid, plus optionally the foreground probability.
 
     The labyrinth probability is interpolated linearly (sub-voxel boundaries); which structure a
     voxel belongs to is taken from the nearest model voxel (those inner boundaries are short).
     Work goes slab by slab inside the labyrinth's box and is pasted into the output in place, so
-    a 1500³ micro-CT never needs more than its uint8 labelmap and the slab.
+    a 1500³ micro-CT never needs more than its uint8 labelmap and the slab. ``canvas``: the
+    labelmap and probability of another ear of this scan to paste into, the labels raised by
+    ``offset`` (where they meet, the other ear's voxels are kept).
     """
-    labelmap = scan.stamp(sitk.Image(list(scan.size), sitk.sitkUInt8))
-    probability = scan.stamp(sitk.Image(list(scan.size), sitk.sitkFloat32)) if keep_probability else None
+    if canvas is None:
+        labelmap = scan.stamp(sitk.Image(list(scan.size), sitk.sitkUInt8))
+        probability = scan.stamp(sitk.Image(list(scan.size), sitk.sitkFloat32)) if keep_probability else None
+    else:
+        labelmap, probability = canvas
     box = bounding_box(mask, margin=2)
     region = _index_box(grid, box, scan) if box is not None else None
     if region is None:
@@ -140,17 +147,24 @@ def to_original_grid(
         structure = sitk.Resample(structure_image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
         labels = sitk.Mask(structure, values >= threshold)
         target = (slice(start[0], start[0] + extent[0]), slice(start[1], start[1] + extent[1]), slice(z0, z0 + depth))
+        if canvas is not None:
+            earlier = labelmap[target]
+            free = earlier == 0
+            labels = earlier + sitk.Mask(sitk.Mask(labels + offset, labels > 0), free)
+            values = sitk.Mask(values, free, outsideValue=0.0) + sitk.Mask(probability[target], earlier > 0) \
+                if probability is not None else values
         labelmap[target] = labels
         if probability is not None:
             probability[target] = values
     if keep_largest:
-        _drop_islands(labelmap, start, extent)
+        _drop_islands(labelmap, start, extent, offset)
     progress.report(1.0, "mapped back")
     return labelmap, probability
 
 
-def _drop_islands(labelmap: sitk.Image, start: list[int], extent: list[int]) -> None:
-    """Removes specks that interpolation may leave apart from the labyrinth (in place).
+def _drop_islands(labelmap: sitk.Image, start: list[int], extent: list[int], offset: int = 0) -> None:
+    """Removes specks that interpolation may leave apart from the labyrinth (in place); only
+    labels above ``offset`` (this ear's, not another's pasted earlier) are looked at.
 
     The model-grid mask is already one component, so this only polishes; above the limit the
     component labels alone would outgrow the memory the scan itself takes, and it is skipped.
@@ -159,7 +173,8 @@ def _drop_islands(labelmap: sitk.Image, start: list[int], extent: list[int]) -> 
         return
     target = tuple(slice(a, a + n) for a, n in zip(start, extent))
     labels = sitk.GetArrayFromImage(labelmap[target])
-    labels[~largest_component(labels > 0)] = 0
+    ours = labels > offset
+    labels[ours & ~largest_component(ours)] = 0
     patch = sitk.GetImageFromArray(labels)
     labelmap[target] = patch
 

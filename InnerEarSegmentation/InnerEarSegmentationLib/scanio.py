@@ -38,7 +38,7 @@ MAX_ANISOTROPY = 10.0
 WARN_ANISOTROPY = 3.0
 MAX_SPACING_MM = 2.0      # coarser voxels than this cannot show a 1 mm canal at all
 WARN_SPACING_MM = 1.0
-WARN_EXTENT_MM = 80.0     # wider than this may hold both ears; only the largest labyrinth is kept
+WARN_EXTENT_MM = 80.0     # wider may hold both ears; a whole-field model keeps the largest labyrinth
 # Peak bytes per voxel once the scan's pixels are freed: the uint8 labelmap as numpy array and
 # as image while it is mapped back. 1500³ int16: 6.3 GiB estimated, 6.6 GiB measured
 # (Testing/test_large_scan.py).
@@ -490,9 +490,11 @@ def value_range(image: sitk.Image) -> tuple[float, float]:
     return low, high
 
 
-def scan_warnings(scan: Any, grid_size: int | None = None) -> list[str]:
+def scan_warnings(scan: Any, grid_size: int | None = None, whole_field: bool = True) -> list[str]:
     """Sentences for the report's "warnings": scans that run but whose result may suffer.
-    ``scan`` is a SimpleITK image or anything with ``size`` and ``spacing`` (x, y, z)."""
+    ``scan`` is a SimpleITK image or anything with ``size`` and ``spacing`` (x, y, z);
+    ``whole_field``: the model segments the whole field on one grid (it has no locator), so a
+    wide scan shrinks the labyrinth and only its largest one is kept."""
     size = tuple(scan.GetSize()) if hasattr(scan, "GetSize") else tuple(scan.size)
     spacing = tuple(scan.GetSpacing()) if hasattr(scan, "GetSpacing") else tuple(scan.spacing)
     warnings = []
@@ -505,7 +507,7 @@ def scan_warnings(scan: Any, grid_size: int | None = None) -> list[str]:
         warnings.append(f"Coarse voxels (up to {max(spacing):.2g} mm) for structures about 1 mm wide: "
                         "expect a rough labyrinth. A temporal-bone protocol (0.6 mm or less) is best.")
     extent = max(n * s for n, s in zip(size, spacing))
-    if extent > WARN_EXTENT_MM:
+    if whole_field and extent > WARN_EXTENT_MM:
         seen = f" at {extent / grid_size:.2f} mm per voxel" if grid_size else ""
         warnings.append(f"The scan is {extent:.0f} mm wide: the labyrinth is looked for over all of it{seen} "
                         "and only the largest one is segmented, so with both ears in view the other one "

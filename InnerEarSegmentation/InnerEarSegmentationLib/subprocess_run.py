@@ -59,14 +59,14 @@ class SegmentationProcess:
 
     def __init__(self, image: sitk.Image, model: str = "", device: str = "auto",
                  keep_largest_component: bool = True, source: str = "", preview: bool = False,
-                 python: Optional[str] = None, env: Optional[dict[str, str]] = None) -> None:
+                 python: Optional[str] = None, env: Optional[dict[str, str]] = None, side: str = "both") -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="inner-ear-seg-"))
         self.python = python or sys.executable
         self.env = child_environment(env)
         self._image: Optional[sitk.Image] = image
         self._job = {"scan": SCAN_FILE, "model": str(model or ""), "device": device,
                      "keep_largest_component": bool(keep_largest_component), "source": source,
-                     "preview": bool(preview)}
+                     "preview": bool(preview), "side": side}
         self._process: Optional[subprocess.Popen] = None
         self._offset = 0
         self._pending = b""

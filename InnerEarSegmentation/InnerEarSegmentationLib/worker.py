@@ -47,7 +47,8 @@ def run(folder: Path, events: EventLog) -> None:
     job = json.loads((folder / JOB_FILE).read_text(encoding="utf-8"))
     events.progress(0.0, "loading the model")
     settings = SegmentationSettings(device=job.get("device", "auto"),
-                                    keep_largest_component=bool(job.get("keep_largest_component", True)))
+                                    keep_largest_component=bool(job.get("keep_largest_component", True)),
+                                    side=job.get("side", "both"))
     segmenter = Segmenter(load_model(job.get("model") or None), settings)
     result = segmenter.segment_file(folder / job["scan"], Progress(events.progress))
     result.report["input"]["source"] = job.get("source") or result.report["input"]["source"]
