@@ -4,7 +4,9 @@ assumes no units and is not moved by padding."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
 from InnerEarSegmentationLib import preprocess
 
@@ -60,3 +62,19 @@ def test_prepare_uses_the_footprint_for_a_tight_crop():
     assert inside.mean() < 0.2  # a 7 mm crop in a 20 mm cube
     assert prepared.array[~inside].max() == -1.0  # padding reads as the darkest value
     assert np.percentile(prepared.array[inside], 50) > -0.5  # the scan keeps its full range
+
+
+@pytest.mark.parametrize("centre", [(0.0, 0.0, 0.0), (27.0, -20.0, 10.0)])  # inside; half out of the scan
+def test_a_box_is_resampled_from_its_own_neighbourhood_as_from_the_whole_scan(centre):
+    from InnerEarSegmentationLib.preprocess import _covering, resample_to_grid, roi_grid
+
+    rng = np.random.default_rng(4)
+    array = ndimage.gaussian_filter(rng.normal(0, 400, (60, 120, 120)), 2).astype(np.int16)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((0.5, 0.5, 0.5))
+    image.SetOrigin((-30.0, -30.0, -15.0))
+    grid = roi_grid(np.array(centre), 12.0, 48)
+    assert np.prod(_covering(image, grid).GetSize()) < 0.2 * np.prod(image.GetSize())
+    whole = sitk.GetArrayFromImage(sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), grid, sitk.Transform(),
+                                                 sitk.sitkBSpline, float(array.min()), sitk.sitkFloat32))
+    np.testing.assert_allclose(resample_to_grid(image, grid), whole, atol=1e-3 * float(np.ptp(array)))

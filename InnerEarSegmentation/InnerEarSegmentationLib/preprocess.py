@@ -86,13 +86,34 @@ def _shrink_for(image: sitk.Image, target_spacing: float) -> sitk.Image:
     return sitk.BinShrink(image, factors)
 
 
+# Source voxels kept round a box's footprint: the B-spline prefilter's influence decays by 0.27 a
+# voxel, so at 8 voxels the crop changes a value by less than 3e-5 of the contrast.
+SPLINE_MARGIN_VOXELS = 8
+
+
+def _covering(image: sitk.Image, grid: sitk.Image) -> sitk.Image:
+    """The part of ``image`` that ``grid`` (plus the spline's margin) reaches: a 28 mm box in a
+    head CT needs a few MB of it, not the whole scan, whose B-spline coefficients would take
+    seconds to compute."""
+    size = np.array(grid.GetSize(), dtype=float)
+    corners = [grid.TransformContinuousIndexToPhysicalPoint(((np.array([i, j, k]) * (size - 1))).tolist())
+               for i in (0, 1) for j in (0, 1) for k in (0, 1)]
+    index = np.array([image.TransformPhysicalPointToContinuousIndex(c) for c in corners])
+    low = np.maximum(np.floor(index.min(axis=0)) - SPLINE_MARGIN_VOXELS, 0).astype(int)
+    high = np.minimum(np.ceil(index.max(axis=0)) + SPLINE_MARGIN_VOXELS + 1, image.GetSize()).astype(int)
+    if np.any(high <= low) or (np.all(low == 0) and np.all(high == image.GetSize())):
+        return image  # the grid misses the scan (all padding) or covers all of it
+    return sitk.RegionOfInterest(image, (high - low).tolist(), low.tolist())
+
+
 def resample_to_grid(image: sitk.Image, grid: sitk.Image) -> np.ndarray:
     """Cubic B-spline resampling onto ``grid``; outside the scan is filled with its darkest value
     (air in CT), so the padding never looks like fluid or bone."""
     source = _shrink_for(image, grid.GetSpacing()[0])
-    source = sitk.Cast(source, sitk.sitkFloat32)
-    pad = float(sitk.GetArrayViewFromImage(source).min())
-    resampled = sitk.Resample(source, grid, sitk.Transform(), sitk.sitkBSpline, pad, sitk.sitkFloat32)
+    extremes = sitk.MinimumMaximumImageFilter()
+    extremes.Execute(source)
+    source = sitk.Cast(_covering(source, grid), sitk.sitkFloat32)
+    resampled = sitk.Resample(source, grid, sitk.Transform(), sitk.sitkBSpline, extremes.GetMinimum(), sitk.sitkFloat32)
     return sitk.GetArrayFromImage(resampled)
 
 
