@@ -218,8 +218,9 @@ def test_a_new_locator_replaces_the_old_one_and_the_model_stays_checked(located_
     model = tmp_path / "model"
     shutil.copytree(located_model, model)
     source = build_structure_model(tmp_path / "whole-field")  # its stage 1 becomes the locator
-    replace_locator(model, source, "9.9.9", "a locator trained on heads")
+    replace_locator(model, source, "9.9.9", "a locator trained on heads", threshold=0.8)
     loaded = load_model(model)
+    assert loaded.locator.threshold == 0.8
     assert loaded.version == "9.9.9" and loaded.raw["release_notes"]["9.9.9"] == "a locator trained on heads"
     assert loaded.raw["locator"]["from"] == f"{load_model(source).name} stage1"
     assert (model / "locator.onnx").read_bytes() == (source / "stage1.onnx").read_bytes()

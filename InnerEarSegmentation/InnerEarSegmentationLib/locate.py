@@ -26,8 +26,8 @@ from .postprocess import foreground, largest_component
 from .preprocess import PreparedScan, prepare
 from .progress import Progress
 
-MAX_CANDIDATES = 4  # both ears and a decoy or two
-MIN_CANDIDATE_SHARE = 0.05  # a find smaller than this share of the largest is not checked
+MAX_CANDIDATES = 6  # both ears and the likeliest decoys (a head's sinuses, spine, orbits)
+MIN_CANDIDATE_SHARE = 0.02  # a find smaller than this share of the largest is not checked
 
 
 @dataclass
@@ -49,12 +49,13 @@ def _physical(grid: sitk.Image, index_zyx: np.ndarray) -> np.ndarray:
 
 
 def locate(image: sitk.Image, locator: Locator, session: StageSession, normalisation: dict[str, Any],
-           threshold: float, batch_size: int, progress: Progress | None = None) -> tuple[list[Candidate], float]:
+           batch_size: int, progress: Progress | None = None) -> tuple[list[Candidate], float]:
     """The locator's largest finds over the whole scan (largest first; empty when it finds
-    nothing) and the coarse grid's spacing."""
+    nothing) and the coarse grid's spacing. A find is a connected region the locator is at
+    least its ``threshold`` sure of."""
     prepared = prepare(image, locator.grid_size, normalisation, locator.min_extent_mm)
     probabilities = predict_volume(session, prepared.array[None], locator.view, batch_size, progress or Progress())
-    labelled, count = ndimage.label(foreground(probabilities, threshold), structure=np.ones((3, 3, 3), bool))
+    labelled, count = ndimage.label(foreground(probabilities, locator.threshold), structure=np.ones((3, 3, 3), bool))
     spacing = prepared.grid.GetSpacing()[0]
     if count == 0:
         return [], spacing

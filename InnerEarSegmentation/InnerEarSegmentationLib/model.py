@@ -47,6 +47,7 @@ class Locator:
     grid_size: int
     min_extent_mm: float
     sha256: str
+    threshold: float = 0.5  # its finds: voxels at least this sure
 
     def as_stage(self) -> Stage:
         return Stage("locator", self.file, self.view, ("image",), self.sha256)
@@ -161,7 +162,8 @@ def _parse_locator(item: dict | None) -> Locator | None:
     if item is None:
         return None
     return Locator(file=str(item["file"]), view=str(item.get("view", "coronal")), grid_size=int(item["grid_size"]),
-                   min_extent_mm=float(item.get("grid_min_extent_mm", 0.0)), sha256=str(item["sha256"]).lower())
+                   min_extent_mm=float(item.get("grid_min_extent_mm", 0.0)), sha256=str(item["sha256"]).lower(),
+                   threshold=float(item.get("threshold", 0.5)))
 
 
 def _check_consistency(manifest: ModelManifest, where: Path) -> None:

@@ -29,6 +29,7 @@ from .scanio import read_scan, scan_warnings, validate_scan
 
 RECENTRE_STEPS = 2  # times the box may move onto what the first stage found in it
 RECENTRE_TOLERANCE_MM = 1.0  # a move shorter than this ends the search
+RECENTRE_REACH_MM = 8.0  # the box never moves farther than this from the locator's find
 MAX_EARS = 2
 SECOND_EAR_SHARE = 0.25  # a second labyrinth holds at least this share of the first's (mm³)
 EAR_SEPARATION_MM = 40.0  # the other ear lies at least this far away (adults: 70-110 mm)...
@@ -189,7 +190,7 @@ class Segmenter:
         model, settings = self.model, self.settings
         progress.report(0.0, "finding the labyrinth")
         candidates, spacing = locate(image, model.locator, self._locator_session, model.normalisation,
-                                     model.threshold, settings.batch_size, progress.span(0.0, 0.1))
+                                     settings.batch_size, progress.span(0.0, 0.1))
         checks = progress.span(0.1, self.cascade_start)
         steps = len(candidates) + MAX_EARS * RECENTRE_STEPS
         looks = []
@@ -213,9 +214,13 @@ class Segmenter:
 
     def _recentred(self, image: sitk.Image, look: Probe, progress: Progress) -> Probe:
         """The box moved onto what the first stage found in it (a box that cut the labyrinth
-        finds it off-centre), until the move is small."""
+        finds it off-centre), until the move is small. It stays within RECENTRE_REACH_MM of the
+        locator's find: in a head, a box also holds brain and venous sinus, which the first
+        stage may take for more labyrinth than the labyrinth it cut."""
+        start = box_centre(look.prepared.grid)
         for step in range(RECENTRE_STEPS):
-            if np.linalg.norm(look.found_mm - box_centre(look.prepared.grid)) < RECENTRE_TOLERANCE_MM:
+            if np.linalg.norm(look.found_mm - box_centre(look.prepared.grid)) < RECENTRE_TOLERANCE_MM \
+                    or np.linalg.norm(look.found_mm - start) > RECENTRE_REACH_MM:
                 break
             moved = self._probe(image, look.found_mm, progress.span(step / RECENTRE_STEPS, (step + 1) / RECENTRE_STEPS))
             if moved.found_mm is None:
