@@ -194,3 +194,38 @@ def test_a_box_model_trains_on_boxes_round_the_labyrinth_behind_its_locator(tmp_
         labels = stored["labels"] > 0
         centre = np.argwhere(labels).mean(axis=0)
         assert np.all(np.abs(centre - 15.5) * grid["spacing"][0] < 4.5)  # within the locator's error
+
+
+def test_a_warm_start_into_another_label_table_keeps_every_layer_but_the_output(tmp_path):
+    """A one-class locator starts from a three-structure stage: all but the output layer carry over."""
+    from innerear_training.warm_start import load_exported
+
+    source = UNet2D(1, 4, base=4)
+    with torch.no_grad():  # BatchNorm statistics away from the identity, as after training
+        for _ in range(3):
+            source(torch.randn(4, 1, 16, 16) * 2 + 0.5)
+    path = tmp_path / "stage.onnx"
+    export_stage(source, path, 1, size=16)
+    net = UNet2D(1, 2, base=4)
+    torch.manual_seed(3)
+    before = {key: value.clone() for key, value in net.state_dict().items()}
+    load_exported(net, path, [torch.randn(4, 1, 16, 16) for _ in range(2)])
+    changed = {key for key, value in net.state_dict().items()
+               if value.dtype.is_floating_point and not torch.equal(value, before[key])}
+    unchanged = {key for key in before if key not in changed and before[key].dtype.is_floating_point}
+    output = {key for key in before if tuple(before[key].shape) != tuple(source.state_dict()[key].shape)}
+    assert output and output <= unchanged  # the 2-class head stays as initialised
+    assert any(key.endswith("weight") for key in changed) and len(changed) > len(unchanged)
+
+
+def test_grown_targets_are_every_voxel_within_reach_of_the_labyrinth():
+    from innerear_training.data import Case, grow_targets
+
+    labels = np.zeros((21, 21, 21), np.uint8)
+    labels[10, 10, 10] = 3
+    case = Case("dot", np.zeros(labels.shape, np.float32), labels, spacing=0.5)
+    grow_targets([case], 2.0)
+    z, y, x = np.mgrid[:21, :21, :21]
+    expected = ((z - 10) ** 2 + (y - 10) ** 2 + (x - 10) ** 2) * 0.25 <= 4.0
+    np.testing.assert_array_equal(case.labels, expected.astype(np.uint8))
+    assert case.labels.max() == 1  # one class

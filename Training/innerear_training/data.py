@@ -19,6 +19,7 @@ from typing import Any, Iterable
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from InnerEarSegmentationLib import preprocess
 from InnerEarSegmentationLib.slicing import view_axis
@@ -269,6 +270,49 @@ def rendered_cases(specimens: list[str], per_specimen: int, seed: int, grid_size
 
 
 # ----------------------------------------------------------------------------- real scans
+def head_pair(index: int, specimens: list[str]) -> tuple[str, str]:
+    """The right and left ears of head ``index``: the specimens in turn, paired with each other
+    and (where both are the same) with their own mirror image."""
+    count = len(specimens)
+    return specimens[index % count], specimens[(index + 1 + index // count) % count]
+
+
+def head_case(index: int, seed: int, specimens: list[str], grid_size: int, normalisation: dict,
+              cache: Path | None = DEFAULT_CACHE, min_extent_mm: float = 0.0) -> Case:
+    """Head ``index``: both temporal bones in a head-size field (innerear_synth.head), on the
+    whole-field grid a locator sees."""
+    right, left = head_pair(index, specimens)
+    rule = GridRule(grid_size, min_extent_mm)
+    key = f"head-{right}-{left}-{seed}-{index}-{rule.key}-{_source_key()}"
+
+    def build():
+        from innerear_synth.head import render_head
+        from innerear_synth.render import draw_generator
+
+        head = render_head(draw_generator(seed, index, "head"), right, left)
+        arrays = _resampled(head.image, head.labels_on, rule, key)
+        description = {"ears": head.ears, **{k: head.description[k] for k in ("extent_mm", "voxel_mm", "slice_mm")}}
+        arrays["description"] = np.frombuffer(json.dumps(description).encode(), dtype=np.uint8)
+        return arrays
+
+    arrays = _cached(key, cache, build)
+    meta = {"source": "head", "index": index, "render": json.loads(bytes(arrays["description"]).decode())}
+    return _make_case(f"head-{index}", arrays, normalisation, meta)
+
+
+def head_cases(count: int, seed: int, specimens: list[str], grid_size: int, normalisation: dict,
+               cache: Path | None = DEFAULT_CACHE, log=print, min_extent_mm: float = 0.0) -> list[Case]:
+    """``count`` head-size scans with both ears (for a locator that must find ears in any field)."""
+    cases = []
+    for index in range(count):
+        cases.append(head_case(index, seed, specimens, grid_size, normalisation, cache, min_extent_mm))
+        if log:
+            render = cases[-1].meta["render"]
+            log(f"  rendered {cases[-1].name}: {render['extent_mm']} mm field, {render['voxel_mm']} mm voxels, "
+                f"{render['slice_mm']} mm slices, {int((cases[-1].labels > 0).sum())} labyrinth voxels on the grid")
+    return cases
+
+
 def _strip_extension(name: str) -> tuple[str, str] | None:
     lower = name.lower()
     for extension in IMAGE_EXTENSIONS:
@@ -341,6 +385,16 @@ def folder_cases(folder: Path, grid_size: int, normalisation: dict, cache: Path 
         if log:
             log(f"  prepared {cases[-1].name} from {scan.name} + {label_file.name}")
     return cases
+
+
+def grow_targets(cases: list[Case], reach_mm: float) -> None:
+    """Each case's labels become one class: every voxel within ``reach_mm`` of the labyrinth (in
+    place). On a head's coarse grid the labyrinth is a few voxels; the region round it is what a
+    locator has to find."""
+    for case in cases:
+        if case.labels.any():
+            distance = ndimage.distance_transform_edt(case.labels == 0, sampling=case.spacing)
+            case.labels = (distance <= reach_mm).astype(np.uint8)
 
 
 def labels_for(cases: list[Case]) -> list[dict]:

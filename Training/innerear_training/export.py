@@ -79,7 +79,7 @@ def manifest_data(stage_files: list[str], labels: list[dict], normalisation: dic
 LOCATOR_FILE = "locator.onnx"
 
 
-def locator_entry(out: Path, source: Path) -> dict:
+def locator_entry(out: Path, source: Path, normalisation: dict) -> dict:
     """Copies a locator into ``out`` as locator.onnx and returns its manifest entry: the stage 1 of
     a whole-field model, or the locator of a model that has one (so a recipe may name the shipped
     model, whichever kind it is)."""
@@ -91,9 +91,9 @@ def locator_entry(out: Path, source: Path) -> dict:
         return {**entry, "file": LOCATOR_FILE}
     if model.stages[0].channels != ("image",):
         raise SystemExit(f"--locator {source}: its stage 1 must take the image alone.")
-    if model.normalisation.get("method") != "robust-range":
+    if model.normalisation != normalisation:
         raise SystemExit(f"--locator {source}: its normalisation is {model.normalisation}; the locator "
-                         "must share the model's robust-range.")
+                         f"must share the model's {normalisation}.")
     shutil.copyfile(model.stage_path(model.stages[0]), Path(out) / LOCATOR_FILE)
     return {"file": LOCATOR_FILE, "view": model.stages[0].view, "grid_size": model.grid_size,
             "grid_min_extent_mm": model.min_extent_mm, "from": f"{model.name} {model.stages[0].name}"}
@@ -120,7 +120,7 @@ def write_model_folder(out: Path, onnx_paths: list[Path], labels: list[dict], no
                          description=describe(record.get("data", {}), roi),
                          min_extent_mm=settings.get("min_extent_mm", 0.0))
     if locator is not None:
-        data.update(roi_extent_mm=roi, locator=locator_entry(out, locator))
+        data.update(roi_extent_mm=roi, locator=locator_entry(out, locator, normalisation))
     save_manifest(out, data)
     load_model(out)
     return out

@@ -205,6 +205,13 @@ def _same_run(stored: dict, config: TrainConfig) -> bool:
     return stored.get("config") == json.loads(json.dumps(asdict(config)))
 
 
+def _exported(init: Path, number: int) -> Path | None:
+    """The exported ONNX file a stage starts from, if there is one: the folder's stageN.onnx, or
+    an .onnx file given for stage 1 (a model's locator.onnx, say)."""
+    path = (init if number == 1 else None) if init.suffix == ".onnx" else init / f"stage{number}.onnx"
+    return path if path is not None and path.is_file() else None
+
+
 def train_stage(number: int, view: str, train: SlicePool, val: SlicePool | None, in_channels: int,
                 num_classes: int, config: TrainConfig, workdir: Path | None = None) -> tuple[UNet2D, list[dict]]:
     """Trains one U-Net; early stopping on validation Dice, the best weights kept.
@@ -218,12 +225,12 @@ def train_stage(number: int, view: str, train: SlicePool, val: SlicePool | None,
     if init and (Path(init) / f"stage{number}.pt").is_file():
         net.load_state_dict(torch.load(Path(init) / f"stage{number}.pt", map_location="cpu")["state"])
         log(f"stage {number}: starting from {Path(init) / f'stage{number}.pt'}")
-    elif init and (Path(init) / f"stage{number}.onnx").is_file():  # an exported model folder
+    elif init and _exported(Path(init), number) is not None:
         pairs = train.draw()
         chosen = [pairs[i] for i in train.rng.permutation(len(pairs))[: 8 * config.batch]]
         batches = [train.batch(chosen[i:i + config.batch], augment=False)[0] for i in range(0, len(chosen), config.batch)]
-        load_exported(net, Path(init) / f"stage{number}.onnx", batches)
-        log(f"stage {number}: starting from the exported {Path(init) / f'stage{number}.onnx'}")
+        load_exported(net, _exported(Path(init), number), batches)
+        log(f"stage {number}: starting from the exported {_exported(Path(init), number)}")
     net.to(device)
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, mode="max", factor=0.5, patience=config.plateau_patience)
@@ -406,6 +413,12 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                        help="real specimens to render (innerear_synth), e.g. RT143,RT138,RT147,LT143; beside the phantoms")
     group.add_argument("--renders-per-specimen", type=int, default=24, help="random renders of each specimen")
     group.add_argument("--render-seed", type=int, default=0, help="seed of the renders (other seeds: other draws)")
+    group.add_argument("--heads", type=int, default=0,
+                       help="head-size scans with both ears made from the specimens (a locator's training)")
+    group.add_argument("--head-seed", type=int, default=0, help="seed of the head scans")
+    group.add_argument("--target-dilation-mm", type=float, default=0.0,
+                       help="train on the labyrinth grown by this much, one class (a locator's target: "
+                            "a region a coarse grid can find, not the labyrinth's outline)")
     group.add_argument("--restyle-phantoms", action="store_true",
                        help="draw each phantom a random appearance (gray values, noise, bias, units)")
 
@@ -449,8 +462,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--reuse-from", type=Path, help="work folder of an earlier run whose stages to reuse")
     group.add_argument("--reuse-stages", type=int, default=0, help="reuse stages 1..N from --reuse-from")
-    group.add_argument("--init-from", type=Path, help="work folder whose stageN.pt, or model folder whose exported "
-                       "stageN.onnx, initialise the stages trained")
+    group.add_argument("--init-from", type=Path, help="work folder whose stageN.pt, model folder whose exported "
+                       "stageN.onnx, or an .onnx file (stage 1) initialise the stages trained")
     group.add_argument("--threads", type=int, default=2)
 
 
@@ -496,6 +509,15 @@ def load_cases(args, normalisation: dict) -> tuple[list, dict]:
             "render_seed": args.render_seed, "renderer": "innerear_synth.render (randomised appearance, "
                                                          "pose, field, voxel size; half mirrored)"}}
         cases = _interleave(cases, rendered)
+    if args.heads:
+        if not specimens:
+            raise SystemExit("--heads needs --specimens: the heads' ears are made from them")
+        heads = datamod.head_cases(args.heads, args.head_seed, specimens, args.grid, normalisation, args.cache,
+                                   log=log, min_extent_mm=args.min_extent_mm)
+        described["heads"] = {"source": "innerear_synth.head (skull, brain, sinuses, mastoids; both ears "
+                                        "from the specimens, one of them mirrored where needed)",
+                              "count": args.heads, "seed": args.head_seed}
+        cases = _interleave(cases, heads)
     return cases, described
 
 
@@ -543,6 +565,9 @@ def main(argv: list[str] | None = None) -> int:
             case.image = preprocess.normalise(
                 case.meta["raw"], normalisation)
     datamod.strip_raw(cases)
+    if args.target_dilation_mm > 0:
+        datamod.grow_targets(cases, args.target_dilation_mm)
+        described["target"] = f"the labyrinth grown by {args.target_dilation_mm:g} mm, one class"
     labels = datamod.labels_for(cases)
     described["train"] = [c.name for c in train_cases]
     described["validation"] = [c.name for c in val_cases]

@@ -41,7 +41,8 @@ def _conv_bn_pairs(net: UNet2D) -> list[tuple[str, nn.Conv2d, nn.BatchNorm2d]]:
 
 def load_exported(net: UNet2D, onnx_path: Path, batches: Iterable[torch.Tensor]) -> None:
     """Loads an exported stage into ``net`` (same architecture) and calibrates its BatchNorms
-    on ``batches`` of training input."""
+    on ``batches`` of training input. An output layer of another shape (a model with another
+    label table, such as a locator trained on one class) keeps its fresh initialisation."""
     weights = _onnx_weights(onnx_path)
     pairs = _conv_bn_pairs(net)
     folded_bias = {}
@@ -55,7 +56,8 @@ def load_exported(net: UNet2D, onnx_path: Path, batches: Iterable[torch.Tensor])
             norm.bias.copy_(folded_bias[name])
         state = net.state_dict()
         for key in state:
-            if key in weights and not any(key.startswith(f"{name}.") for name, _, _ in pairs):
+            if key in weights and not any(key.startswith(f"{name}.") for name, _, _ in pairs) \
+                    and tuple(weights[key].shape) == tuple(state[key].shape):
                 state[key].copy_(torch.from_numpy(weights[key]))
     sums = {name: [0.0, 0.0, 0] for name, _, _ in pairs}
     hooks = [norm.register_forward_hook(_collector(sums[name])) for name, _, norm in pairs]

@@ -1,0 +1,160 @@
+"""Both ears of head-size scans: found, sided and segmented as well as each ear given alone.
+
+    python -m innerear_training.head_check --model MODEL --heads 20 --head-seed 101 --out HEADS.md
+
+Each head (``innerear_synth.head``, a seed training did not use) holds two real specimens, one
+per side. For each true ear the report gives whether an ear was found there (a box centre within
+FOUND_MM of the true labyrinth), whether its side was named right, its labyrinth Dice on the
+scan's grid, and the Dice of the same ear segmented from a CROP_MM crop round it (what a user
+who crops first gets). The first ``--flips`` heads are written with their slices in reverse
+order under an unchanged header (a mirrored world in which the labyrinths' handedness no longer
+matches where they lie): the side check must flag them. A header flipped left-right alone makes
+a consistent mirror world (each ear's handedness flips with its position) and cannot be caught
+from the anatomy; it is not counted here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from InnerEarSegmentationLib.errors import InputError
+from InnerEarSegmentationLib.model import load_model
+from InnerEarSegmentationLib.pipeline import SegmentationSettings, Segmenter
+
+from .data import head_pair
+from .report import emit
+
+FOUND_MM = 8.0   # a box centred this close to the true labyrinth found it
+CROP_MM = 30.0   # the "tight crop" each ear is also segmented from
+EAR_REACH_MM = 20.0  # truth and result within this of an ear's centre belong to it
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = float(a.sum() + b.sum())
+    return 2.0 * float((a & b).sum()) / total if total else 1.0
+
+
+def _near(image: sitk.Image, centre_mm, reach_mm: float) -> np.ndarray:
+    """[z, y, x] voxels of ``image`` within ``reach_mm`` of a point (identity direction)."""
+    axes = [image.GetOrigin()[a] + image.GetSpacing()[a] * np.arange(image.GetSize()[a]) - centre_mm[a]
+            for a in range(3)]
+    return (axes[2][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[0][None, None, :] ** 2) < reach_mm ** 2
+
+
+def _crop(image: sitk.Image, centre_mm, extent_mm: float) -> sitk.Image:
+    low = image.TransformPhysicalPointToIndex([c - extent_mm / 2 for c in centre_mm])
+    high = image.TransformPhysicalPointToIndex([c + extent_mm / 2 for c in centre_mm])
+    low = [max(0, i) for i in low]
+    high = [min(n - 1, i) for i, n in zip(high, image.GetSize())]
+    return sitk.RegionOfInterest(image, [h - l + 1 for l, h in zip(low, high)], low)
+
+
+def _reversed_slices(image: sitk.Image) -> sitk.Image:
+    """The voxels in reverse slice order under the same header."""
+    flipped = sitk.GetImageFromArray(sitk.GetArrayViewFromImage(image)[::-1].copy())
+    flipped.CopyInformation(image)
+    return flipped
+
+
+def check_head(segmenter: Segmenter, index: int, seed: int, specimens: list[str], flip: bool) -> list[dict]:
+    """One row per true ear of head ``index``."""
+    from innerear_synth.head import render_head
+    from innerear_synth.render import draw_generator
+
+    right, left = head_pair(index, specimens)
+    head = render_head(draw_generator(seed, index, "head"), right, left)
+    image = _reversed_slices(head.image) if flip else head.image
+    truth = head.labels_on(head.image)[::-1 if flip else 1]
+    truth_image = _as_image(truth, image)
+    clock = time.perf_counter()
+    try:
+        result = segmenter.segment(image)
+        ears, labels = result.report["ears"], sitk.GetArrayFromImage(result.labelmap)
+    except InputError:
+        ears, labels = [], np.zeros_like(truth)
+    seconds = time.perf_counter() - clock
+    flagged = any(ear.get("laterality", {}).get("agrees") is False for ear in ears)
+    rows = []
+    for ear in head.ears:
+        centre = np.array(ear["labyrinth_centre_mm"])
+        if flip:  # the same voxels, now at the mirrored height
+            z0, dz, n = image.GetOrigin()[2], image.GetSpacing()[2], image.GetSize()[2]
+            centre[2] = 2 * z0 + (n - 1) * dz - centre[2]
+        near = _near(image, centre, EAR_REACH_MM)
+        found = [e for e in ears if "located" in e
+                 and np.linalg.norm(np.array(e["located"]["box_centre_mm"]) - centre) < FOUND_MM]
+        values = found[0]["label_values"] if found else []
+        dice = _dice(np.isin(labels, values) & near, (truth > 0) & near) if found else 0.0
+        try:
+            alone = segmenter.segment(_crop(image, centre, CROP_MM)).labelmap
+            crop_truth = sitk.GetArrayViewFromImage(_crop(truth_image, centre, CROP_MM))
+            crop_dice = _dice(sitk.GetArrayViewFromImage(alone) > 0, crop_truth > 0)
+        except InputError:
+            crop_dice = 0.0
+        rows.append({"head": index, "field_mm": head.description["extent_mm"], "voxel_mm": head.description["voxel_mm"],
+                     "slice_mm": head.description["slice_mm"], "side": ear["side"], "specimen": ear["specimen"],
+                     "mirrored": ear["mirrored"], "found": bool(found), "named": found[0]["side"] if found else None,
+                     "dice": dice, "crop_dice": crop_dice, "flip": flip, "flagged": flagged, "seconds": seconds,
+                     "ears_found": len(ears)})
+    return rows
+
+
+def _as_image(array: np.ndarray, like: sitk.Image) -> sitk.Image:
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(like)
+    return image
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m innerear_training.head_check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, help="model folder (default: the shipped model)")
+    parser.add_argument("--heads", type=int, default=20)
+    parser.add_argument("--head-seed", type=int, default=101, help="a seed training did not use")
+    parser.add_argument("--specimens", default="RT143,RT138,RT147,LT143")
+    parser.add_argument("--flips", type=int, default=5, help="heads written with their slices reversed")
+    parser.add_argument("--out", type=Path, help="Markdown table")
+    args = parser.parse_args(argv)
+    specimens = [s.strip() for s in args.specimens.split(",") if s.strip()]
+    segmenter = Segmenter(load_model(args.model), SegmentationSettings(measure=False))
+    rows = []
+    for index in range(args.heads):
+        for row in check_head(segmenter, index, args.head_seed, specimens, index < args.flips):
+            rows.append(row)
+            print(row, flush=True)
+    plain = [r for r in rows if not r["flip"]]
+    flipped = [r for r in rows if r["flip"]]
+    heads_ok = sum(all(r["found"] and r["named"] == r["side"] for r in plain if r["head"] == h)
+                   for h in sorted({r["head"] for r in plain}))
+    gaps = [r["crop_dice"] - r["dice"] for r in plain]
+    lines = [f"# Both ears in head-size scans: {segmenter.model.name}", "",
+             f"Command: `python -m innerear_training.head_check --heads {args.heads} --head-seed {args.head_seed} "
+             f"--specimens {args.specimens} --flips {args.flips}`", "",
+             f"- heads with both ears found and named right (slices in order): {heads_ok} of {len({r['head'] for r in plain})}",
+             f"- ears found: {sum(r['found'] for r in plain)} of {len(plain)}; named right: "
+             f"{sum(r['named'] == r['side'] for r in plain)}",
+             f"- labyrinth Dice per ear: mean {np.mean([r['dice'] for r in plain]):.3f}, worst "
+             f"{min(r['dice'] for r in plain):.3f}; the same ear as a {CROP_MM:g} mm crop: mean "
+             f"{np.mean([r['crop_dice'] for r in plain]):.3f}; crop minus head: mean {np.mean(gaps):+.3f}, "
+             f"largest {max(gaps):+.3f}",
+             f"- heads with reversed slices flagged by the side check: "
+             f"{len({r['head'] for r in flipped if r['flagged']})} of {len({r['head'] for r in flipped})}",
+             f"- seconds per head (both ears, 2 cores): median {np.median([r['seconds'] for r in rows[::2]]):.1f}", "",
+             "| head | field mm | voxel / slice mm | ear | specimen | found | named | Dice | crop Dice | reversed | flagged | s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['head']} | {'x'.join(f'{v:.0f}' for v in r['field_mm'])} | {r['voxel_mm']:.2f} / {r['slice_mm']:.2f} | "
+              f"{r['side']} | {r['specimen']}{' (mirrored)' if r['mirrored'] else ''} | {'yes' if r['found'] else 'NO'} | "
+              f"{r['named'] or '-'} | {r['dice']:.3f} | {r['crop_dice']:.3f} | {'yes' if r['flip'] else ''} | "
+              f"{'yes' if r['flagged'] else ''} | {r['seconds']:.1f} |" for r in rows]
+    emit(lines, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
