@@ -242,3 +242,18 @@ def test_a_second_ear_must_lie_across_the_head_and_hold_a_share_of_the_labyrinth
     second = Probe(None, None, mass, np.array(offset))
     chosen = _distinct_ears([(second, 0), (first, 1)])
     assert len(chosen) == kept and chosen[0][1] == 1  # the larger labyrinth first
+
+
+def test_in_a_scan_of_both_ears_each_is_sided_by_its_place_in_the_head(two_ear_model):
+    """Two copies of one (left) labyrinth, unmirrored: inside each, the cochlea lies on the same
+    side of the canals, but the ear at the patient's right is the right ear."""
+    left, _ = structure_scan()
+    array = sitk.GetArrayFromImage(left)
+    gap = np.full(array.shape[:2] + (int(round(GAP_MM / left.GetSpacing()[0])),), BONE_HU, dtype=array.dtype)
+    scan = sitk.GetImageFromArray(np.concatenate([array, gap, array], axis=2))
+    scan.SetSpacing(left.GetSpacing())
+    scan.SetOrigin((-50.0, 5.0, 30.0))
+    result = Segmenter(load_model(two_ear_model), SegmentationSettings(measure=False)).segment(scan)
+    assert [label.name for label in result.labels][::3] == ["Right cochlea", "Left cochlea"]
+    right = result.report["ears"][0]["laterality"]
+    assert right["side"] == "right" and "place in the head" in right["from"]

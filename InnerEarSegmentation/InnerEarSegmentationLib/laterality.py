@@ -40,6 +40,7 @@ class SideReading:
     spiral_score: float | None
     header_offset_mm: float | None
     axes_known: bool
+    header_from_place: bool = False  # the header side is the ear's place in a scan of both ears
 
     @property
     def side(self) -> str | None:
@@ -49,7 +50,7 @@ class SideReading:
     @property
     def source(self) -> str:
         if self.axes_known and self.header:
-            return "scan's patient axes (LPS)"
+            return "scan's patient axes (LPS" + ("; the ear's place in the head)" if self.header_from_place else ")")
         return "labyrinth's anatomy (the scan has no patient axes)" if self.anatomy else "undetermined"
 
     @property

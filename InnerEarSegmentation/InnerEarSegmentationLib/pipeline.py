@@ -20,7 +20,7 @@ from .cascade import run_cascade
 from .cochlea_metrics import label_values, measurements_section
 from .postprocess import structure_labels, to_original_grid
 from .geometry import Geometry
-from .laterality import SideReading, read_side, sided, structure_values
+from .laterality import LEFT, RIGHT, SideReading, read_side, sided, structure_values
 from .locate import Probe, locate, probe
 from .preprocess import PreparedScan, box_centre, prepare, prepare_on, roi_grid
 from .progress import Progress
@@ -249,11 +249,12 @@ class Segmenter:
         canvas: tuple[sitk.Image, sitk.Image | None] | None = None
         ears: list[Ear] = []
         share = (1.0 - self.cascade_start) / len(ready.boxes)
-        for number, box in enumerate(ready.boxes):
+        places = (RIGHT, LEFT) if len(ready.boxes) == 2 else (None,)  # boxes come patient right first
+        for number, (box, place) in enumerate(zip(ready.boxes, places)):
             start = self.cascade_start + number * share
             offset = len(ears) * len(self.model.labels)
             ear, canvas = self._segment_box(box, scan, canvas, offset, ready.timings,
-                                            progress.span(start, start + share))
+                                            progress.span(start, start + share), place)
             if ear is not None:
                 ears.append(ear)
         labelmap, probability = canvas
@@ -273,9 +274,11 @@ class Segmenter:
         return SegmentationResult(labelmap, labels, report, probability)
 
     def _segment_box(self, box: Box, scan: Geometry, canvas, offset: int, timings: dict[str, float],
-                     progress: Progress) -> tuple[Ear | None, tuple]:
+                     progress: Progress, place: str | None = None) -> tuple[Ear | None, tuple]:
         """One ear: the cascade in its box, its side, its labels (values from ``offset`` + 1)
-        pasted onto the scan-grid ``canvas`` (made on the first call), its report sections."""
+        pasted onto the scan-grid ``canvas`` (made on the first call), its report sections.
+        ``place``: the ear's side by its place in a scan of both ears (the header's reading, far
+        surer than the cochlea's offset from the canals in a coarse segmentation)."""
         model, settings = self.model, self.settings
         prepared = box.scan
         cascade = run_cascade(
@@ -290,6 +293,8 @@ class Segmenter:
         if not cascade.mask.any():
             return None, canvas
         reading = self._side(cascade.probabilities, cascade.mask, prepared.grid, scan)
+        if reading is not None and place is not None:
+            reading = replace(reading, header=place, header_from_place=True)
         labels = tuple(replace(sided(with_terminology(label), reading.side if reading else None),
                                value=label.value + offset) for label in model.labels)
         report: dict[str, Any] = {"side": reading.side if reading else None, "label_values": [l.value for l in labels]}

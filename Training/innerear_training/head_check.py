@@ -70,7 +70,7 @@ def check_head(segmenter: Segmenter, index: int, seed: int, specimens: list[str]
     right, left = head_pair(index, specimens)
     head = render_head(draw_generator(seed, index, "head"), right, left)
     image = _reversed_slices(head.image) if flip else head.image
-    truth = head.labels_on(head.image)[::-1 if flip else 1]
+    truth = np.ascontiguousarray(head.labels_on(head.image)[::-1 if flip else 1])
     truth_image = _as_image(truth, image)
     clock = time.perf_counter()
     try:
@@ -93,7 +93,7 @@ def check_head(segmenter: Segmenter, index: int, seed: int, specimens: list[str]
         dice = _dice(np.isin(labels, values) & near, (truth > 0) & near) if found else 0.0
         try:
             alone = segmenter.segment(_crop(image, centre, CROP_MM)).labelmap
-            crop_truth = sitk.GetArrayViewFromImage(_crop(truth_image, centre, CROP_MM))
+            crop_truth = sitk.GetArrayFromImage(_crop(truth_image, centre, CROP_MM))
             crop_dice = _dice(sitk.GetArrayViewFromImage(alone) > 0, crop_truth > 0)
         except InputError:
             crop_dice = 0.0
