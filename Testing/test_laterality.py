@@ -103,3 +103,14 @@ def test_the_summary_line_says_where_the_side_came_from_or_why_there_is_none():
     assert "no patient axes" in side_summary(unread) and "spiral could not be read" in side_summary(unread)
     labels[labels == 3] = 0
     assert "lacks a cochlea" in side_summary(read_side(labels, grid, _geometry(True), 1, 2, 3).describe())
+
+
+def test_a_scan_too_coarse_to_show_the_turns_is_not_read_for_its_spiral():
+    """Slices of 1.2 mm blur the cochlea's turns together: the side comes from the header alone,
+    and nothing is flagged, even where the slices were stacked in reverse."""
+    labels, grid = _on_model_grid(load_specimen("RT138").structures, _affine(np.diag([1.0, 1.0, -1.0])))
+    coarse = Geometry((400, 400, 120), (0.45, 0.45, 1.2), (12.0, -40.0, 7.5), tuple(np.eye(3).ravel()))
+    reading = read_side(labels, grid, coarse, 1, 2, 3)
+    assert (reading.header, reading.anatomy, reading.agrees) == (RIGHT, None, None)
+    assert reading.warning() is None and reading.spiral_score is not None
+    assert "do not show the cochlea's turns" in side_summary(reading.describe())

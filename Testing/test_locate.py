@@ -257,3 +257,18 @@ def test_in_a_scan_of_both_ears_each_is_sided_by_its_place_in_the_head(two_ear_m
     assert [label.name for label in result.labels][::3] == ["Right cochlea", "Left cochlea"]
     right = result.report["ears"][0]["laterality"]
     assert right["side"] == "right" and "place in the head" in right["from"]
+
+
+def test_a_find_smaller_than_a_third_of_a_cochlea_is_no_inner_ear(located_model):
+    """A 3 mm fleck of fluid in bone (14 mm³, as the first stage finds in a labyrinth filled with
+    bone) is refused; the whole structure labyrinth (about 150 mm³) is not."""
+    from tiny_model import STRUCTURE_HU
+
+    array = np.full((100, 100, 100), BONE_HU, dtype=np.int16)
+    z, y, x = np.mgrid[:100, :100, :100]
+    array[(z - 50) ** 2 + (y - 50) ** 2 + (x - 50) ** 2 < 6 ** 2] = STRUCTURE_HU[1]  # 1.5 mm radius
+    array[:5] = AIR_HU
+    scan = sitk.GetImageFromArray(array)
+    scan.SetSpacing([0.25] * 3)
+    with pytest.raises(InputError, match="No inner ear was found"):
+        Segmenter(load_model(located_model), SegmentationSettings(measure=False)).segment(scan)

@@ -35,6 +35,10 @@ SECOND_EAR_SHARE = 0.25  # a second labyrinth holds at least this share of the f
 EAR_SEPARATION_MM = 40.0  # the other ear lies at least this far away (adults: 70-110 mm)...
 EAR_AXIS_SHARE = 0.7  # ...and mostly along the left-right axis (a head tilted up to ~45 degrees)
 SIDES = ("both", "right", "left")
+# Less labyrinth than this (a third of a cochlea) is no inner ear: what the first stage finds in a
+# labyrinth filled with bone, or in a chest's spinal canal, is a few to 30 mm³; an adult bony
+# labyrinth holds about 200 (the cochlea 80), and it reaches that size before birth.
+MIN_EAR_MM3 = 30.0
 SINGLE_EAR_SECTIONS = ("measurements", "model_grid", "located", "laterality")  # also top level for one ear
 
 DISCLAIMER = ("Research use only. Not a medical device; accuracy on real patient scans has not been "
@@ -285,6 +289,8 @@ class Segmenter:
             prepared.array, self.stages, self.sessions(), model.threshold, settings.keep_largest_component,
             settings.crop, settings.batch_size, progress.span(0.0, 0.85), self.mirror_average, box.first_stage)
         _add_timings(timings, cascade.timings)
+        if cascade.mask.sum() * float(np.prod(prepared.grid.GetSpacing())) < MIN_EAR_MM3:
+            cascade.mask[:] = False  # too little to be an ear: nothing of it reaches the scan
         clock = time.perf_counter()
         canvas = to_original_grid(
             cascade.probabilities, cascade.mask, prepared.grid, scan, model.threshold,
