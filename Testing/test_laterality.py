@@ -114,3 +114,15 @@ def test_a_scan_too_coarse_to_show_the_turns_is_not_read_for_its_spiral():
     assert (reading.header, reading.anatomy, reading.agrees) == (RIGHT, None, None)
     assert reading.warning() is None and reading.spiral_score is not None
     assert "do not show the cochlea's turns" in side_summary(reading.describe())
+
+
+def test_a_cochlea_too_small_to_hold_a_turn_is_not_read_for_its_spiral():
+    """The lowest 16 mm³ of a right cochlea (a segmentation that missed the rest) would read as a
+    left ear's spiral and raise a false alarm."""
+    labels, grid = _on_model_grid(load_specimen("RT138").structures, _affine(np.eye(3)))
+    cochlea = np.argwhere(labels == 1)
+    keep = cochlea[np.argsort(cochlea[:, 0])[:1500]]
+    labels[labels == 1] = 0
+    labels[tuple(keep.T)] = 1
+    reading = read_side(labels, grid, _geometry(True), 1, 2, 3)
+    assert reading.header == RIGHT and reading.anatomy is None and reading.warning() is None

@@ -33,6 +33,7 @@ HEADER_MARGIN_MM = 1.0  # |cochlea - canals| along x below this: the header does
 # about 1 mm, the bone between turns a few tenths): its spiral is not read. On synthetic head CTs
 # with 0.9-1.5 mm slices the reading was as often wrong as right.
 SPIRAL_MAX_SPACING_MM = 0.7
+SPIRAL_MIN_COCHLEA_MM3 = 20.0  # a quarter of a cochlea: less holds no turn to read
 
 
 @dataclass
@@ -122,7 +123,8 @@ def read_side(labels: np.ndarray, grid: sitk.Image, scan: Geometry, cochlea: int
     header = None if abs(offset) < HEADER_MARGIN_MM else (RIGHT if offset > 0 else LEFT)
     score = spiral_score(parts[cochlea], centres[vestibule])
     coarse = max(scan.spacing) > SPIRAL_MAX_SPACING_MM
-    anatomy = None if abs(score) < ANATOMY_MARGIN or coarse else (RIGHT if score > 0 else LEFT)
+    too_little = len(parts[cochlea]) * float(np.prod(grid.GetSpacing())) < SPIRAL_MIN_COCHLEA_MM3
+    anatomy = None if abs(score) < ANATOMY_MARGIN or coarse or too_little else (RIGHT if score > 0 else LEFT)
     return SideReading(header, anatomy, score, offset, axes_known, too_coarse=coarse)
 
 

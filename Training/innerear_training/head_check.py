@@ -128,12 +128,18 @@ def main(argv: list[str] | None = None) -> int:
         for row in check_head(segmenter, index, args.head_seed, specimens, index < args.flips):
             rows.append(row)
             print(row, flush=True)
+    emit(summary(rows, segmenter.model.name, args), args.out)
+    return 0
+
+
+def summary(rows: list[dict], model: str, args: argparse.Namespace) -> list[str]:
+    """The report: what issue 12 asks of head-size scans, then one row per ear."""
     plain = [r for r in rows if not r["flip"]]
     flipped = [r for r in rows if r["flip"]]
     heads_ok = sum(all(r["found"] and r["named"] == r["side"] for r in plain if r["head"] == h)
                    for h in sorted({r["head"] for r in plain}))
     gaps = [r["crop_dice"] - r["dice"] for r in plain]
-    lines = [f"# Both ears in head-size scans: {segmenter.model.name}", "",
+    lines = [f"# Both ears in head-size scans: {model}", "",
              f"Command: `python -m innerear_training.head_check --heads {args.heads} --head-seed {args.head_seed} "
              f"--specimens {args.specimens} --flips {args.flips}`", "",
              f"- heads with both ears found and named right (slices in order): {heads_ok} of {len({r['head'] for r in plain})}",
@@ -143,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
              f"{min(r['dice'] for r in plain):.3f}; the same ear as a {CROP_MM:g} mm crop: mean "
              f"{np.mean([r['crop_dice'] for r in plain]):.3f}; crop minus head: mean {np.mean(gaps):+.3f}, "
              f"largest {max(gaps):+.3f}",
+             f"- ears whose Dice is within 0.02 of their crop's: {sum(abs(g) <= 0.02 for g in gaps)} of {len(gaps)} "
+             f"(head better by more: {sum(g < -0.02 for g in gaps)}, worse by more: {sum(g > 0.02 for g in gaps)})",
              f"- heads with reversed slices flagged by the side check: "
              f"{len({r['head'] for r in flipped if r['flagged']})} of {len({r['head'] for r in flipped})}",
              f"- seconds per head (both ears, 2 cores): median {np.median([r['seconds'] for r in rows[::2]]):.1f}", "",
@@ -152,8 +160,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['side']} | {r['specimen']}{' (mirrored)' if r['mirrored'] else ''} | {'yes' if r['found'] else 'NO'} | "
               f"{r['named'] or '-'} | {r['dice']:.3f} | {r['crop_dice']:.3f} | {'yes' if r['flip'] else ''} | "
               f"{'yes' if r['flagged'] else ''} | {r['seconds']:.1f} |" for r in rows]
-    emit(lines, args.out)
-    return 0
+    return lines
 
 
 if __name__ == "__main__":
