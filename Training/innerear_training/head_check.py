@@ -33,6 +33,7 @@ from .report import emit
 FOUND_MM = 8.0   # a box centred this close to the true labyrinth found it
 CROP_MM = 30.0   # the "tight crop" each ear is also segmented from
 EAR_REACH_MM = 20.0  # truth and result within this of an ear's centre belong to it
+FIELDS_MM = (24.0, 60.0, 120.0)  # the crops of one ear compared with the whole head
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -105,6 +106,33 @@ def check_head(segmenter: Segmenter, index: int, seed: int, specimens: list[str]
     return rows
 
 
+def field_of_view_row(segmenter: Segmenter, index: int, seed: int, specimens: list[str]) -> list[dict]:
+    """Each ear of head ``index`` segmented from crops of FIELDS_MM round it and from the whole
+    head: labyrinth Dice of that ear on each (issue 12 asks them within 0.02 of each other)."""
+    from innerear_synth.head import render_head
+    from innerear_synth.render import draw_generator
+
+    head = render_head(draw_generator(seed, index, "head"), *head_pair(index, specimens))
+    truth = _as_image(head.labels_on(head.image), head.image)
+    whole = sitk.GetArrayFromImage(segmenter.segment(head.image).labelmap)
+    rows = []
+    for ear in head.ears:
+        centre = ear["labyrinth_centre_mm"]
+        scores = {}
+        for field in FIELDS_MM:
+            crop = _crop(head.image, centre, field)
+            near = _near(crop, centre, EAR_REACH_MM)
+            try:
+                found = sitk.GetArrayViewFromImage(segmenter.segment(crop).labelmap) > 0
+            except InputError:
+                found = np.zeros(near.shape, bool)
+            scores[f"{field:g}"] = _dice(found & near, (sitk.GetArrayFromImage(_crop(truth, centre, field)) > 0) & near)
+        near = _near(head.image, centre, EAR_REACH_MM)
+        scores["whole"] = _dice((whole > 0) & near, (sitk.GetArrayViewFromImage(truth) > 0) & near)
+        rows.append({"head": index, "side": ear["side"], "field_mm": head.description["extent_mm"], **scores})
+    return rows
+
+
 def _as_image(array: np.ndarray, like: sitk.Image) -> sitk.Image:
     image = sitk.GetImageFromArray(array)
     image.CopyInformation(like)
@@ -120,9 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--specimens", default="RT143,RT138,RT147,LT143")
     parser.add_argument("--flips", type=int, default=5, help="heads written with their slices reversed")
     parser.add_argument("--out", type=Path, help="Markdown table")
+    parser.add_argument("--fields", type=int, default=0,
+                        help="instead: the first N upright heads' ears at 24, 60 and 120 mm and in the whole head")
     args = parser.parse_args(argv)
     specimens = [s.strip() for s in args.specimens.split(",") if s.strip()]
     segmenter = Segmenter(load_model(args.model), SegmentationSettings(measure=False))
+    if args.fields:
+        rows = [row for index in range(args.flips, args.flips + args.fields)
+                for row in field_of_view_row(segmenter, index, args.head_seed, specimens)]
+        emit(fields_summary(rows, segmenter.model.name, args), args.out)
+        return 0
     rows = []
     for index in range(args.heads):
         for row in check_head(segmenter, index, args.head_seed, specimens, index < args.flips):
@@ -130,6 +165,22 @@ def main(argv: list[str] | None = None) -> int:
             print(row, flush=True)
     emit(summary(rows, segmenter.model.name, args), args.out)
     return 0
+
+
+def fields_summary(rows: list[dict], model: str, args: argparse.Namespace) -> list[str]:
+    """One row per ear: its Dice at each field and the spread."""
+    keys = [f"{field:g}" for field in FIELDS_MM] + ["whole"]
+    spreads = [max(r[k] for k in keys) - min(r[k] for k in keys) for r in rows]
+    lines = [f"# One ear at several fields of view: {model}", "",
+             f"Command: `python -m innerear_training.head_check --fields {args.fields} --head-seed {args.head_seed} "
+             f"--flips {args.flips}`", "",
+             f"Ears whose labyrinth Dice spans at most 0.02 over the fields: {sum(s <= 0.02 for s in spreads)} of "
+             f"{len(rows)}; mean spread {np.mean(spreads):.3f}.", "",
+             "| head | ear | " + " | ".join(f"{k} mm" if k != "whole" else "whole head" for k in keys) + " | spread |",
+             "|---|---|" + "---|" * (len(keys) + 1)]
+    lines += [f"| {r['head']} ({'x'.join(f'{v:.0f}' for v in r['field_mm'])} mm) | {r['side']} | "
+              + " | ".join(f"{r[k]:.3f}" for k in keys) + f" | {s:.3f} |" for r, s in zip(rows, spreads)]
+    return lines
 
 
 def summary(rows: list[dict], model: str, args: argparse.Namespace) -> list[str]:
