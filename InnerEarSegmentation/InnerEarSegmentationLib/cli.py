@@ -18,7 +18,6 @@ from .outputs import ensure_writable, write_labelmap, write_preview, write_repor
 from .pipeline import SIDES, SegmentationSettings, Segmenter
 from .progress import Progress
 from .scanio import find_scans, series_ids
-from .surface import write_surface
 
 DEFAULT_OUTPUT = Path("inner-ear-seg-output")
 DEBUG_VARIABLE = "INNER_EAR_SEG_DEBUG"
@@ -137,6 +136,8 @@ def segment_one(segmenter: Segmenter, scan: Path, args: argparse.Namespace) -> l
     if args.labelmap:
         written.append(write_labelmap(result.labelmap, args.output / f"{stem}-label.nrrd", result.report, args.overwrite))
     if args.surface:
+        from .surface import write_surface  # vtk: 0.4 s and ~100 MB, only when a mesh is asked for
+
         written.append(write_surface(result.labelmap, result.labels, args.output / f"{stem}.{args.surface}",
                                      result.report, args.smoothing, args.overwrite))
     if args.report:
