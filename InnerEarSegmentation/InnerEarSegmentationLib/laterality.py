@@ -136,12 +136,17 @@ def structure_values(labels) -> tuple[int, int, int] | None:
     return None if None in values else values
 
 
+def sided_name(name: str, side: str) -> str:
+    """A structure's name for one side: ("Cochlea", "right") -> "Right cochlea"."""
+    return f"{side.capitalize()} {name[0].lower()}{name[1:]}"
+
+
 def sided(label: Label, side: str | None) -> Label:
     """The label named and coded for its side ("Right cochlea", laterality modifier Right)."""
     if side is None or not has_entry(label.name):
         return label
-    name = f"{side.capitalize()} {label.name[0].lower()}{label.name[1:]}"
-    return Label(label.value, name, label.color, terminology_entry(label.name, side), label.description)
+    return Label(label.value, sided_name(label.name, side), label.color, terminology_entry(label.name, side),
+                 label.description)
 
 
 def side_summary(section: dict[str, Any]) -> str:

@@ -79,7 +79,8 @@ def _ratio(numerator: int, denominator: int, identical: bool) -> float:
     return float(numerator) / float(denominator)
 
 
-def _dice(prediction: np.ndarray, truth: np.ndarray) -> float:
+def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Dice of two masks; 1.0 when both are empty."""
     tp = int(np.count_nonzero(prediction & truth))
     total = int(np.count_nonzero(prediction)) + int(np.count_nonzero(truth))
     return 1.0 if total == 0 else 2.0 * tp / total
@@ -229,7 +230,7 @@ def per_label_dice(prediction_labels: np.ndarray, truth_labels: np.ndarray, valu
     truth_labels = np.asarray(truth_labels)
     if prediction_labels.shape != truth_labels.shape:
         raise ValueError(f"prediction shape {prediction_labels.shape} differs from truth shape {truth_labels.shape}")
-    return {int(v): _dice(prediction_labels == v, truth_labels == v) for v in values}
+    return {int(v): dice(prediction_labels == v, truth_labels == v) for v in values}
 
 
 def summarise(rows: list[dict[str, float]]) -> dict[str, tuple[float, float]]:

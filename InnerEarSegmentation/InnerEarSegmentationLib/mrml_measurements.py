@@ -17,6 +17,7 @@ import vtk
 
 from .cochlea_metrics import ANGLE_STEP_DEG, DEFINITIONS, UNCERTAINTY, CochleaMeasurement, measure_cochlea
 from .cochlea_volume import CannotMeasure
+from .laterality import sided_name
 from .mrml_volume import sitk_from_volume_node
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
@@ -37,12 +38,8 @@ def cochlea_sides(segmentation_node, cochlea: str = "Cochlea") -> list[Optional[
     """The sides whose cochlea the segmentation holds ("Right", "Left"; both for a scan of two
     ears), or [None] for one cochlea not named by side."""
     segmentation = segmentation_node.GetSegmentation()
-    sides = [side for side in SIDES if segmentation.GetSegmentIdBySegmentName(_sided(cochlea, side))]
+    sides = [side for side in SIDES if segmentation.GetSegmentIdBySegmentName(sided_name(cochlea, side))]
     return sides or [None]
-
-
-def _sided(name: str, side: str) -> str:
-    return f"{side} {name[0].lower()}{name[1:]}"
 
 
 def segment_labelmap(segmentation_node, cochlea: str = "Cochlea", vestibule: str = "Vestibule",
@@ -72,7 +69,7 @@ def segment_labelmap(segmentation_node, cochlea: str = "Cochlea", vestibule: str
 def _segment_id(segmentation, name: str, side: Optional[str] = None) -> str:
     """The segment named ``name`` for ``side`` ("Right cochlea", as results are), or, with no
     side given, named ``name`` or for either side."""
-    candidates = [_sided(name, side)] if side else [name, *(_sided(name, each) for each in SIDES)]
+    candidates = [sided_name(name, side)] if side else [name, *(sided_name(name, each) for each in SIDES)]
     for candidate in candidates:
         segment_id = segmentation.GetSegmentIdBySegmentName(candidate)
         if segment_id:

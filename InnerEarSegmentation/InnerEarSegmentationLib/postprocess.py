@@ -151,8 +151,8 @@ def to_original_grid(
             earlier = labelmap[target]
             free = earlier == 0
             labels = earlier + sitk.Mask(sitk.Mask(labels + offset, labels > 0), free)
-            values = sitk.Mask(values, free, outsideValue=0.0) + sitk.Mask(probability[target], earlier > 0) \
-                if probability is not None else values
+            if probability is not None:
+                values = sitk.Mask(values, free) + sitk.Mask(probability[target], earlier > 0)
         labelmap[target] = labels
         if probability is not None:
             probability[target] = values

@@ -95,10 +95,7 @@ def _covering(image: sitk.Image, grid: sitk.Image) -> sitk.Image:
     """The part of ``image`` that ``grid`` (plus the spline's margin) reaches: a 28 mm box in a
     head CT needs a few MB of it, not the whole scan, whose B-spline coefficients would take
     seconds to compute."""
-    size = np.array(grid.GetSize(), dtype=float)
-    corners = [grid.TransformContinuousIndexToPhysicalPoint(((np.array([i, j, k]) * (size - 1))).tolist())
-               for i in (0, 1) for j in (0, 1) for k in (0, 1)]
-    index = np.array([image.TransformPhysicalPointToContinuousIndex(c) for c in corners])
+    index = np.array([image.TransformPhysicalPointToContinuousIndex(c) for c in physical_corners(grid)])
     low = np.maximum(np.floor(index.min(axis=0)) - SPLINE_MARGIN_VOXELS, 0).astype(int)
     high = np.minimum(np.ceil(index.max(axis=0)) + SPLINE_MARGIN_VOXELS + 1, image.GetSize()).astype(int)
     if np.any(high <= low) or (np.all(low == 0) and np.all(high == image.GetSize())):

@@ -24,6 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from InnerEarSegmentationLib.errors import InputError
+from InnerEarSegmentationLib.metrics import dice
 from InnerEarSegmentationLib.model import load_model
 from InnerEarSegmentationLib.pipeline import SegmentationSettings, Segmenter
 
@@ -34,11 +35,6 @@ FOUND_MM = 8.0   # a box centred this close to the true labyrinth found it
 CROP_MM = 30.0   # the "tight crop" each ear is also segmented from
 EAR_REACH_MM = 20.0  # truth and result within this of an ear's centre belong to it
 FIELDS_MM = (24.0, 60.0, 120.0)  # the crops of one ear compared with the whole head
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = float(a.sum() + b.sum())
-    return 2.0 * float((a & b).sum()) / total if total else 1.0
 
 
 def _near(image: sitk.Image, centre_mm, reach_mm: float) -> np.ndarray:
@@ -91,17 +87,17 @@ def check_head(segmenter: Segmenter, index: int, seed: int, specimens: list[str]
         found = [e for e in ears if "located" in e
                  and np.linalg.norm(np.array(e["located"]["box_centre_mm"]) - centre) < FOUND_MM]
         values = found[0]["label_values"] if found else []
-        dice = _dice(np.isin(labels, values) & near, (truth > 0) & near) if found else 0.0
+        ear_dice = dice(np.isin(labels, values) & near, (truth > 0) & near) if found else 0.0
         try:
             alone = segmenter.segment(_crop(image, centre, CROP_MM)).labelmap
             crop_truth = sitk.GetArrayFromImage(_crop(truth_image, centre, CROP_MM))
-            crop_dice = _dice(sitk.GetArrayViewFromImage(alone) > 0, crop_truth > 0)
+            crop_dice = dice(sitk.GetArrayViewFromImage(alone) > 0, crop_truth > 0)
         except InputError:
             crop_dice = 0.0
         rows.append({"head": index, "field_mm": head.description["extent_mm"], "voxel_mm": head.description["voxel_mm"],
                      "slice_mm": head.description["slice_mm"], "side": ear["side"], "specimen": ear["specimen"],
                      "mirrored": ear["mirrored"], "found": bool(found), "named": found[0]["side"] if found else None,
-                     "dice": dice, "crop_dice": crop_dice, "flip": flip, "flagged": flagged, "seconds": seconds,
+                     "dice": ear_dice, "crop_dice": crop_dice, "flip": flip, "flagged": flagged, "seconds": seconds,
                      "ears_found": len(ears)})
     return rows
 
@@ -126,9 +122,9 @@ def field_of_view_row(segmenter: Segmenter, index: int, seed: int, specimens: li
                 found = sitk.GetArrayViewFromImage(segmenter.segment(crop).labelmap) > 0
             except InputError:
                 found = np.zeros(near.shape, bool)
-            scores[f"{field:g}"] = _dice(found & near, (sitk.GetArrayFromImage(_crop(truth, centre, field)) > 0) & near)
+            scores[f"{field:g}"] = dice(found & near, (sitk.GetArrayFromImage(_crop(truth, centre, field)) > 0) & near)
         near = _near(head.image, centre, EAR_REACH_MM)
-        scores["whole"] = _dice((whole > 0) & near, (sitk.GetArrayViewFromImage(truth) > 0) & near)
+        scores["whole"] = dice((whole > 0) & near, (sitk.GetArrayViewFromImage(truth) > 0) & near)
         rows.append({"head": index, "side": ear["side"], "field_mm": head.description["extent_mm"], **scores})
     return rows
 

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from InnerEarSegmentationLib import preprocess
 from InnerEarSegmentationLib.inference import open_session, predict_volume
+from InnerEarSegmentationLib.metrics import dice
 from InnerEarSegmentationLib.postprocess import foreground, largest_component, structure_labels
 from InnerEarSegmentationLib.progress import Progress
 from InnerEarSegmentationLib.slicing import extract_slices, view_axis
@@ -91,11 +92,6 @@ def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     denominator = probabilities.sum(dims) + onehot.sum(dims)
     dice = (2 * intersection + 1.0) / (denominator + 1.0)
     return ce + (1.0 - dice.mean())
-
-
-def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
-    total = int(prediction.sum()) + int(truth.sum())
-    return 1.0 if total == 0 else 2.0 * float(np.logical_and(prediction, truth).sum()) / total
 
 
 def structure_dice(labels_pred: np.ndarray, labels_true: np.ndarray, values: list[int]) -> dict[str, float]:
@@ -225,12 +221,12 @@ def train_stage(number: int, view: str, train: SlicePool, val: SlicePool | None,
     if init and (Path(init) / f"stage{number}.pt").is_file():
         net.load_state_dict(torch.load(Path(init) / f"stage{number}.pt", map_location="cpu")["state"])
         log(f"stage {number}: starting from {Path(init) / f'stage{number}.pt'}")
-    elif init and _exported(Path(init), number) is not None:
+    elif init and (exported := _exported(Path(init), number)) is not None:
         pairs = train.draw()
         chosen = [pairs[i] for i in train.rng.permutation(len(pairs))[: 8 * config.batch]]
         batches = [train.batch(chosen[i:i + config.batch], augment=False)[0] for i in range(0, len(chosen), config.batch)]
-        load_exported(net, _exported(Path(init), number), batches)
-        log(f"stage {number}: starting from the exported {_exported(Path(init), number)}")
+        load_exported(net, exported, batches)
+        log(f"stage {number}: starting from the exported {exported}")
     net.to(device)
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, mode="max", factor=0.5, patience=config.plateau_patience)
