@@ -273,3 +273,30 @@ def test_a_find_smaller_than_a_third_of_a_cochlea_is_no_inner_ear(located_model)
     scan.SetSpacing([0.25] * 3)
     with pytest.raises(InputError, match="No inner ear was found"):
         Segmenter(load_model(located_model), SegmentationSettings(measure=False)).segment(scan)
+
+
+def test_only_the_heaviest_find_keeps_its_arrays_while_the_others_are_checked():
+    """A head's other boxes would each hold ~40 MB of its peak memory; what choosing needs stays."""
+    from InnerEarSegmentationLib.locate import Probe
+    from InnerEarSegmentationLib.pipeline import _heaviest_kept_whole
+
+    arrays = np.zeros((2, 2, 2), np.float16)
+    looks = [(Probe(object(), arrays, mass, np.full(3, mass)), index) for index, mass in enumerate((5.0, 9.0, 7.0))]
+    kept = _heaviest_kept_whole(looks)
+    assert [look.probabilities is not None for look, _ in kept] == [False, True, False]
+    assert [(look.mass, list(look.found_mm), index) for look, index in kept] == \
+        [(mass, [mass] * 3, index) for index, mass in enumerate((5.0, 9.0, 7.0))]
+
+
+def test_on_a_cpu_the_networks_take_small_batches_and_the_report_says_how_many(two_ear_model):
+    """A batch of 2 is as fast on a CPU and keeps a head's peak memory down; the labels do not
+    depend on it (each slice is its own input)."""
+    from InnerEarSegmentationLib.pipeline import CPU_BATCH_SIZE
+
+    scan, _ = _two_ear_scan()
+    small = Segmenter(load_model(two_ear_model), SegmentationSettings(measure=False, device="cpu"))
+    large = Segmenter(load_model(two_ear_model), SegmentationSettings(measure=False, device="cpu", batch_size=16))
+    first, second = small.segment(scan), large.segment(scan)
+    assert small.batch_size == CPU_BATCH_SIZE == first.report["settings"]["batch_size"] == 2
+    assert second.report["settings"]["batch_size"] == 16
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(first.labelmap), sitk.GetArrayFromImage(second.labelmap))

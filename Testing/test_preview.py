@@ -67,7 +67,34 @@ def test_the_command_line_writes_the_preview(tiny_model, tmp_path):
     sitk.WriteImage(blob_scan(), str(scan))
     assert main([str(scan), "-o", str(tmp_path / "out"), "--model", str(tiny_model), "--preview", "--quiet"]) == 0
     picture = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / "ear.preview.png")))
-    assert picture.shape == (PANEL + 8, 4 * PANEL + 20, 3)
+    assert picture.shape[1:] == (4 * PANEL + 20, 3) and picture.shape[0] > PANEL + 8 + 2 * 10
+    footer = picture[PANEL + 8:]
+    assert (footer.max(axis=2) > 150).sum() > 200  # the model line and the ear's lines, in light text
+    assert np.all(footer[:, -3:] == BACKGROUND)  # wrapped inside the picture
+
+
+def test_the_footer_names_the_model_and_each_ears_side_and_measurements():
+    from InnerEarSegmentationLib.ear_summary import picture_lines
+
+    measured = {"cochlea": {"status": "measured", "a_value_mm": 9.1, "b_value_mm": 6.9, "h_value_mm": 3.8,
+                            "cdl_centreline_mm": 33.2, "cdl_lateral_wall_mm": 38.5, "turns": 2.6}}
+    report = {"model": {"id": "innerear-anatomy", "version": "2.2.0"}, "ears": [
+        {"side": "right", "measurements": measured},
+        {"side": "left", "measurements": {"cochlea": {"status": "cannot measure: the turns are fused"}}}]}
+    assert picture_lines(report) == [
+        "Model innerear-anatomy 2.2.0. Research use only: not for diagnosis.",
+        "right ear: cochlea A 9.1 mm, B 6.9 mm, H 3.8 mm, duct 33.2 mm (lateral wall 38.5 mm), 2.60 turns",
+        "left ear: cannot measure: the turns are fused"]
+
+
+def test_text_is_wrapped_to_the_width_of_the_picture():
+    from InnerEarSegmentationLib.preview import text_block
+
+    one = text_block(["Model innerear-anatomy 2.2.0"], 600)
+    long = text_block(["the duct's centreline runs in a ring " * 8], 300)
+    assert one.shape[1] == long.shape[1] + 300 == 600
+    assert long.shape[0] >= 4 * one.shape[0]  # about 300 characters at about 40 a line
+    assert (one.max(axis=2) > 150).any() and np.all(one[:, 300:] == BACKGROUND)  # a short line stays short
 
 
 def test_the_child_process_sends_the_preview_back(tiny_model):

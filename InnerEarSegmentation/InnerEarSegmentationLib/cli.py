@@ -10,9 +10,9 @@ import traceback
 from pathlib import Path
 
 from . import __version__
-from .cochlea_metrics import cli_summary
+from .ear_summary import ear_lines
 from .errors import InnerEarError
-from .laterality import side_summary
+from .memory import return_large_blocks_promptly
 from .model import load_model
 from .outputs import ensure_writable, write_labelmap, write_preview, write_report, write_segmentation
 from .pipeline import SIDES, SegmentationSettings, Segmenter
@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", type=Path, default=DEFAULT_OUTPUT, help="output folder (default: %(default)s)")
     parser.add_argument("--model", type=Path, help="model folder with manifest.json (default: the shipped model)")
     parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
-    parser.add_argument("--batch-size", type=int, default=16, help="slices per network call")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="slices per network call (default: 2 on a CPU, where more is no faster "
+                             "but takes more memory; 16 on a GPU)")
     parser.add_argument("--mirror-average", action=argparse.BooleanOptionalAction, default=None,
                         help="also segment the left-right mirror and average the two (twice the network "
                              "time; default: as the model's manifest says)")
@@ -144,7 +146,7 @@ def segment_one(segmenter: Segmenter, scan: Path, args: argparse.Namespace) -> l
         written.append(write_report(result.report, args.output / f"{stem}.report.json", args.overwrite))
     if args.preview:
         written.append(write_preview(scan, result.labelmap, result.labels, args.output / f"{stem}.preview.png",
-                                     args.overwrite))
+                                     args.overwrite, result.report))
     for warning in result.report.get("warnings", []):
         print(f"warning: {scan.name}: {warning}", file=sys.stderr)
     volumes = ", ".join(f"{s['name']} {s['volume_mm3']:.1f} mm³" for s in result.report["segments"])
@@ -152,19 +154,6 @@ def segment_one(segmenter: Segmenter, scan: Path, args: argparse.Namespace) -> l
     for line in ear_lines(result.report.get("ears", [])):
         print(f"{scan.name}: {line}")
     return written
-
-
-def ear_lines(ears: list[dict]) -> list[str]:
-    """Each ear's side and measurement lines; with two ears each line says which ear it is about
-    (the side line names its side itself)."""
-    lines = []
-    for number, ear in enumerate(ears, start=1):
-        which = "" if len(ears) == 1 else f"{ear['side']} ear: " if ear["side"] else f"ear {number}: "
-        if "laterality" in ear:
-            lines.append(("" if ear["side"] else which) + side_summary(ear["laterality"]))
-        if "measurements" in ear:
-            lines.append(which + cli_summary(ear["measurements"]))
-    return lines
 
 
 def unexpected(error: BaseException, scan: Path | None, debug: bool) -> str:
@@ -183,6 +172,7 @@ def unexpected(error: BaseException, scan: Path | None, debug: bool) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    return_large_blocks_promptly()
     debug = args.debug or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     started = time.perf_counter()
     try:

@@ -71,19 +71,25 @@ class Probe:
     """What the first stage found in a box: its prepared image and probabilities, the amount of
     labyrinth (mm³, probability-weighted) and the physical centre of it (None when nothing)."""
 
-    prepared: PreparedScan
-    probabilities: np.ndarray
+    prepared: PreparedScan | None
+    probabilities: np.ndarray | None
     mass: float
     found_mm: np.ndarray | None
+
+    def summary(self) -> Probe:
+        """The find without its arrays (~40 MB a box): what choosing the ears needs."""
+        return Probe(None, None, self.mass, self.found_mm)
 
 
 def probe(prepared: PreparedScan, session: StageSession, view: str, threshold: float, batch_size: int,
           progress: Progress | None = None) -> Probe:
     """Runs a first stage over a prepared box and measures the labyrinth it finds there."""
-    probabilities = predict_volume(session, prepared.array[None], view, batch_size, progress or Progress())
+    # float16: kept for the cascade's first stage, in half the memory (5e-4 off at most)
+    probabilities = predict_volume(session, prepared.array[None], view, batch_size, progress or Progress(),
+                                   np.float16)
     mask = largest_component(foreground(probabilities, threshold))
     if not mask.any():
         return Probe(prepared, probabilities, 0.0, None)
     voxel_mm3 = float(np.prod(prepared.grid.GetSpacing()))
-    mass = float((1.0 - probabilities[0][mask]).sum()) * voxel_mm3
+    mass = float((1.0 - probabilities[0][mask]).sum(dtype=np.float64)) * voxel_mm3
     return Probe(prepared, probabilities, mass, _physical(prepared.grid, np.argwhere(mask).mean(axis=0)))

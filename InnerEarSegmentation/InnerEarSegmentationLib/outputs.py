@@ -173,12 +173,14 @@ def write_report(report: dict[str, Any], path: Path, overwrite: bool = False) ->
 
 
 def write_preview(scan: Path, labelmap: sitk.Image, labels: tuple[Label, ...], path: Path,
-                  overwrite: bool = False) -> Path:
-    """The QC picture (``preview.preview_image``) of a scan file and its labelmap, as a PNG."""
+                  overwrite: bool = False, report: dict[str, Any] | None = None) -> Path:
+    """The QC picture (``preview.preview_image``) of a scan file and its labelmap, as a PNG;
+    under it, from the ``report``, the model that made it and each ear's side and measurements."""
+    from .ear_summary import picture_lines
     from .preview import preview_image, write_png
     from .scanio import read_scan
 
-    picture = preview_image(read_scan(scan), labelmap, labels)
+    picture = preview_image(read_scan(scan), labelmap, labels, footer=picture_lines(report) if report else ())
     with atomic_target(path, overwrite) as temporary:
         write_png(picture, temporary)
     return path

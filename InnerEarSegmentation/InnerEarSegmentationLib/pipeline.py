@@ -13,7 +13,7 @@ import SimpleITK as sitk
 
 from . import __version__
 from .errors import InputError, ModelError
-from .inference import StageSession, open_session
+from .inference import CUDA, StageSession, open_session
 from .labels import Label
 from .model import ModelManifest, load_model, sha256_of, MANIFEST_NAME
 from .cascade import run_cascade
@@ -31,6 +31,9 @@ RECENTRE_STEPS = 2  # times the box may move onto what the first stage found in 
 RECENTRE_TOLERANCE_MM = 1.0  # a move shorter than this ends the search
 RECENTRE_REACH_MM = 8.0  # the box never moves farther than this from the locator's find
 MAX_EARS = 2
+# Slices per network call. On a CPU a bigger batch is no faster (1.5-1.7 s for a 128³ box at
+# 2-16 slices) but its activations add to the peak memory of a head CT; a GPU wants them.
+CPU_BATCH_SIZE, GPU_BATCH_SIZE = 2, 16
 SECOND_EAR_SHARE = 0.25  # a second labyrinth holds at least this share of the first's (mm³)
 EAR_SEPARATION_MM = 40.0  # the other ear lies at least this far away (adults: 70-110 mm)...
 EAR_AXIS_SHARE = 0.7  # ...and mostly along the left-right axis (a head tilted up to ~45 degrees)
@@ -50,7 +53,7 @@ class SegmentationSettings:
     """How to run the model; recorded in every output's report."""
 
     device: str = "auto"
-    batch_size: int = 16
+    batch_size: int | None = None  # None: CPU_BATCH_SIZE on a CPU, GPU_BATCH_SIZE on a GPU
     keep_largest_component: bool = True
     last_stage: int | None = None  # 1 = stage 1 alone (the plain U-Net baseline)
     keep_probability: bool = False
@@ -118,6 +121,13 @@ class Segmenter:
         if self.settings.mirror_average is None:
             return self.model.mirror_average
         return self.settings.mirror_average
+
+    @property
+    def batch_size(self) -> int:
+        """Slices per network call: the setting, else the default for the provider in use."""
+        if self.settings.batch_size:
+            return self.settings.batch_size
+        return GPU_BATCH_SIZE if self.provider == CUDA else CPU_BATCH_SIZE
 
     @property
     def stages(self):
@@ -194,20 +204,23 @@ class Segmenter:
         model, settings = self.model, self.settings
         progress.report(0.0, "finding the labyrinth")
         candidates, spacing = locate(image, model.locator, self._locator_session, model.normalisation,
-                                     settings.batch_size, progress.span(0.0, 0.1))
+                                     self.batch_size, progress.span(0.0, 0.1))
         checks = progress.span(0.1, self.cascade_start)
         steps = len(candidates) + MAX_EARS * RECENTRE_STEPS
-        looks = []
+        looks: list[tuple[Probe, int]] = []
         for index, candidate in enumerate(candidates):
             look = self._probe(image, candidate.centre_mm, checks.span(index / steps, (index + 1) / steps))
             candidate.box_mass = look.mass
             if look.found_mm is not None:
-                looks.append((look, index))
+                looks = _heaviest_kept_whole(looks + [(look, index)])
+            del look  # its arrays live on only as the heaviest find so far
         chosen = _distinct_ears(looks)
         if not chosen:
             raise self._nothing_found(source)
         boxes = []
         for number, (look, index) in enumerate(chosen):
+            if look.probabilities is None:  # let go of while the other finds were checked: look again
+                look = self._probe(image, candidates[index].centre_mm, Progress())
             first = len(candidates) + number * RECENTRE_STEPS
             look = self._recentred(image, look, checks.span(first / steps, (first + RECENTRE_STEPS) / steps))
             boxes.append(Box(look.prepared, look.probabilities, {
@@ -221,22 +234,23 @@ class Segmenter:
         finds it off-centre), until the move is small. It stays within RECENTRE_REACH_MM of the
         locator's find: in a head, a box also holds brain and venous sinus, which the first
         stage may take for more labyrinth than the labyrinth it cut."""
-        start = box_centre(look.prepared.grid)
+        start = centre = box_centre(look.prepared.grid)
         for step in range(RECENTRE_STEPS):
-            if np.linalg.norm(look.found_mm - box_centre(look.prepared.grid)) < RECENTRE_TOLERANCE_MM \
+            if np.linalg.norm(look.found_mm - centre) < RECENTRE_TOLERANCE_MM \
                     or np.linalg.norm(look.found_mm - start) > RECENTRE_REACH_MM:
                 break
-            moved = self._probe(image, look.found_mm, progress.span(step / RECENTRE_STEPS, (step + 1) / RECENTRE_STEPS))
-            if moved.found_mm is None:
-                break
-            look = moved
+            target, look = look.found_mm, look.summary()  # its arrays go while the moved box is looked at
+            moved = self._probe(image, target, progress.span(step / RECENTRE_STEPS, (step + 1) / RECENTRE_STEPS))
+            if moved.found_mm is None:  # the move lost it (rare): back to the box that found it
+                return self._probe(image, centre, Progress())
+            look, centre = moved, target
         return look
 
     def _probe(self, image: sitk.Image, centre: np.ndarray, progress: Progress) -> Probe:
         """The first stage's look at a box centred on ``centre``."""
         model = self.model
         prepared = prepare_on(image, roi_grid(centre, model.roi_extent_mm, model.grid_size), model.normalisation)
-        return probe(prepared, self.sessions()[0], self.stages[0].view, model.threshold, self.settings.batch_size,
+        return probe(prepared, self.sessions()[0], self.stages[0].view, model.threshold, self.batch_size,
                      progress)
 
     @staticmethod
@@ -287,7 +301,7 @@ class Segmenter:
         prepared = box.scan
         cascade = run_cascade(
             prepared.array, self.stages, self.sessions(), model.threshold, settings.keep_largest_component,
-            settings.crop, settings.batch_size, progress.span(0.0, 0.85), self.mirror_average, box.first_stage)
+            settings.crop, self.batch_size, progress.span(0.0, 0.85), self.mirror_average, box.first_stage)
         _add_timings(timings, cascade.timings)
         if cascade.mask.sum() * float(np.prod(prepared.grid.GetSpacing())) < MIN_EAR_MM3:
             cascade.mask[:] = False  # too little to be an ear: nothing of it reaches the scan
@@ -362,7 +376,7 @@ class Segmenter:
                 "manifest_sha256": sha256_of(model.folder / MANIFEST_NAME),
                 "stages_run": [stage.name for stage in self.stages],
             },
-            "settings": {**asdict(self.settings), "mirror_average": self.mirror_average},
+            "settings": {**asdict(self.settings), "mirror_average": self.mirror_average, "batch_size": self.batch_size},
             "provider": self.provider,
             "provider_note": self.provider_note,
             "input": {
@@ -393,6 +407,14 @@ def _distinct_ears(looks: list[tuple[Probe, int]]) -> list[tuple[Probe, int]]:
         if all(_other_ear(look.found_mm - other.found_mm) for other, _ in kept):
             kept.append((look, index))
     return kept
+
+
+def _heaviest_kept_whole(looks: list[tuple[Probe, int]]) -> list[tuple[Probe, int]]:
+    """The finds with the arrays of only the heaviest kept (nearly always an ear): each other
+    box's image and probabilities would hold ~40 MB more of a head's peak memory; the other
+    ear's box is looked at again once chosen (under a second), if recentring does not anyway."""
+    heaviest = sorted(range(len(looks)), key=lambda i: -looks[i][0].mass)[:1]
+    return [(look if i in heaviest else look.summary(), index) for i, (look, index) in enumerate(looks)]
 
 
 def _other_ear(offset_mm: np.ndarray) -> bool:

@@ -34,7 +34,9 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     labelled, count = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
     if count <= 1:
         return mask.astype(bool, copy=True)
-    sizes = np.bincount(labelled.ravel())
+    sizes = np.zeros(count + 1, dtype=np.int64)
+    for z in range(0, labelled.shape[0], 16):  # slab by slab: bincount copies its input to int64
+        sizes += np.bincount(labelled[z:z + 16].ravel(), minlength=count + 1)
     sizes[0] = 0
     return labelled == int(sizes.argmax())
 

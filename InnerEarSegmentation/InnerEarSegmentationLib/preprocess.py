@@ -89,45 +89,69 @@ def _shrink_for(image: sitk.Image, target_spacing: float) -> sitk.Image:
 # Source voxels kept round a box's footprint: the B-spline prefilter's influence decays by 0.27 a
 # voxel, so at 8 voxels the crop changes a value by less than 3e-5 of the contrast.
 SPLINE_MARGIN_VOXELS = 8
+BSPLINE_PIECE_VOXELS = 2_000_000  # source voxels resampled at once: ~25 MB as float32 plus coefficients
+
+
+def _covering_region(image: sitk.Image, grid: sitk.Image) -> tuple[np.ndarray, np.ndarray] | None:
+    """Index range [low, high) of ``image`` that ``grid`` (plus the spline's margin) reaches; None
+    when the grid misses the scan (all padding)."""
+    index = np.array([image.TransformPhysicalPointToContinuousIndex(c) for c in physical_corners(grid)])
+    low = np.maximum(np.floor(index.min(axis=0)) - SPLINE_MARGIN_VOXELS, 0).astype(int)
+    high = np.minimum(np.ceil(index.max(axis=0)) + SPLINE_MARGIN_VOXELS + 1, image.GetSize()).astype(int)
+    return None if np.any(high <= low) else (low, high)
 
 
 def _covering(image: sitk.Image, grid: sitk.Image) -> sitk.Image:
     """The part of ``image`` that ``grid`` (plus the spline's margin) reaches: a 28 mm box in a
     head CT needs a few MB of it, not the whole scan, whose B-spline coefficients would take
     seconds to compute."""
-    index = np.array([image.TransformPhysicalPointToContinuousIndex(c) for c in physical_corners(grid)])
-    low = np.maximum(np.floor(index.min(axis=0)) - SPLINE_MARGIN_VOXELS, 0).astype(int)
-    high = np.minimum(np.ceil(index.max(axis=0)) + SPLINE_MARGIN_VOXELS + 1, image.GetSize()).astype(int)
-    if np.any(high <= low) or (np.all(low == 0) and np.all(high == image.GetSize())):
+    region = _covering_region(image, grid)
+    if region is None or (np.all(region[0] == 0) and np.all(region[1] == image.GetSize())):
         return image  # the grid misses the scan (all padding) or covers all of it
+    low, high = region
     return sitk.RegionOfInterest(image, (high - low).tolist(), low.tolist())
 
 
 def resample_to_grid(image: sitk.Image, grid: sitk.Image) -> np.ndarray:
     """Cubic B-spline resampling onto ``grid``; outside the scan is filled with its darkest value
-    (air in CT), so the padding never looks like fluid or bone."""
+    (air in CT), so the padding never looks like fluid or bone.
+
+    A grid over a whole head is resampled in slabs, each from its own part of the scan: the
+    B-spline's float64 coefficients of all of it would be the largest thing in memory."""
     source = _shrink_for(image, grid.GetSpacing()[0])
     extremes = sitk.MinimumMaximumImageFilter()
     extremes.Execute(source)
-    source = sitk.Cast(_covering(source, grid), sitk.sitkFloat32)
-    resampled = sitk.Resample(source, grid, sitk.Transform(), sitk.sitkBSpline, extremes.GetMinimum(), sitk.sitkFloat32)
-    return sitk.GetArrayFromImage(resampled)
+    region = _covering_region(source, grid)
+    voxels = float(np.prod(region[1] - region[0])) if region is not None else 0.0
+    size = grid.GetSize()
+    step = max(1, int(np.ceil(size[2] / max(1.0, np.ceil(voxels / BSPLINE_PIECE_VOXELS)))))
+    output = np.empty(size[::-1], dtype=np.float32)
+    for k in range(0, size[2], step):
+        piece = grid[:, :, k:k + step]
+        covering = sitk.Cast(_covering(source, piece), sitk.sitkFloat32)
+        output[k:k + step] = sitk.GetArrayFromImage(sitk.Resample(
+            covering, piece, sitk.Transform(), sitk.sitkBSpline, extremes.GetMinimum(), sitk.sitkFloat32))
+    return output
 
 
 def scan_footprint(image: sitk.Image, grid: sitk.Image) -> np.ndarray:
     """Which model-grid voxels ([z, y, x] bool) lie inside the scan's field of view.
 
     Computed from the geometry alone (no scan-sized temporary, so a 1500³ micro-CT costs
-    nothing): each grid voxel centre is mapped to the scan's continuous index."""
+    nothing), one grid slice at a time: a grid voxel's index in the scan is an affine function
+    of its own index, and a whole 128³ grid of float64 coordinates would be ~200 MB at once."""
     size = grid.GetSize()
-    axes = [grid.GetOrigin()[a] + grid.GetSpacing()[a] * np.arange(size[a]) for a in range(3)]
-    z, y, x = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
-    points = np.stack([x.ravel(), y.ravel(), z.ravel()]) - np.array(image.GetOrigin())[:, None]
-    direction = np.array(image.GetDirection()).reshape(3, 3)
-    index = np.linalg.solve(direction, points) / np.array(image.GetSpacing())[:, None]
+    to_scan = np.linalg.solve(np.array(image.GetDirection()).reshape(3, 3) * np.array(image.GetSpacing()),
+                              np.array(grid.GetDirection()).reshape(3, 3) * np.array(grid.GetSpacing()))
+    start = np.array(image.TransformPhysicalPointToContinuousIndex(grid.GetOrigin()))
+    j, i = np.meshgrid(np.arange(size[1]), np.arange(size[0]), indexing="ij")
+    plane = start[:, None] + to_scan[:, :2] @ np.stack([i.ravel(), j.ravel()])
     limit = np.array(image.GetSize())[:, None] - 0.5
-    inside = np.all((index >= -0.5) & (index <= limit), axis=0)
-    return inside.reshape(size[2], size[1], size[0])
+    inside = np.empty((size[2], size[1], size[0]), dtype=bool)
+    for k in range(size[2]):
+        index = plane + to_scan[:, 2:] * k
+        inside[k] = np.all((index >= -0.5) & (index <= limit), axis=0).reshape(size[1], size[0])
+    return inside
 
 
 def normalise(array: np.ndarray, normalisation: dict[str, Any], inside: np.ndarray | None = None) -> np.ndarray:
@@ -143,8 +167,14 @@ def normalise(array: np.ndarray, normalisation: dict[str, Any], inside: np.ndarr
     if method == "robust-range":
         sample = array[inside] if inside is not None and inside.any() else array
         low, high = np.percentile(sample, [0.5, 99.5])
+        del sample
         scale = float(high - low) if high - low > 1e-6 else 1.0
-        return (np.clip((array - low) / scale, 0.0, 1.0) * 2.0 - 1.0).astype(np.float32)
+        out = np.array(array, dtype=np.float32)  # one copy, then in place: no chain of temporaries
+        out -= low
+        out *= 2.0 / scale
+        np.clip(out, 0.0, 2.0, out=out)
+        out -= 1.0
+        return out
     if method == "zscore":
         mean, std = float(normalisation["mean"]), float(normalisation["std"])
     else:

@@ -8,6 +8,7 @@ anisotropic scans look the same as any other.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -24,6 +25,9 @@ MARGIN_MM = 3.0      # around the labyrinth
 MAX_LABYRINTHS = 2   # a scan of the whole head holds two
 SAME_EAR_MM = 20.0   # a labyrinth is about 15 mm across; the two ears are 7 cm or more apart
 BACKGROUND = (24, 24, 28)
+TEXT = (235, 235, 235)
+FONT_SIZE = 13
+CHARACTER_PX = 7.5   # a line is wrapped to the picture's width at about this much per character
 
 
 def labyrinth_boxes(labelmap: sitk.Image) -> list[tuple[np.ndarray, float]]:
@@ -153,6 +157,29 @@ def compose(rows: Sequence[Sequence[np.ndarray]], footer: Optional[np.ndarray] =
     return np.concatenate(blocks)
 
 
+def text_block(lines: Sequence[str], width: int, gap: int = 4) -> np.ndarray:
+    """Lines of text on the picture's background, drawn by vtk's own font renderer and wrapped
+    to ``width`` pixels."""
+    renderer = vtk.vtkTextRenderer()
+    font = vtk.vtkTextProperty()
+    font.SetFontSize(FONT_SIZE)
+    font.SetColor(1.0, 1.0, 1.0)
+    wrapped = [part for line in lines for part in textwrap.wrap(line, max(20, int((width - 2 * gap) / CHARACTER_PX)))]
+    strips = []
+    for line in wrapped:
+        image, size = vtk.vtkImageData(), [0, 0]
+        if not renderer.RenderString(font, line, image, size, 72):
+            continue
+        columns, rows, _ = image.GetDimensions()
+        rgba = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(rows, columns, 4)
+        cover = rgba[:size[1], :min(size[0], width - gap), 3][::-1, :, None] / 255.0  # rows from the top
+        strip = np.full((size[1] + 2, width, 3), BACKGROUND, dtype=float)
+        strip[1:1 + cover.shape[0], gap:gap + cover.shape[1]] = \
+            cover * np.array(TEXT) + (1.0 - cover) * np.array(BACKGROUND)
+        strips.append(strip.round().astype(np.uint8))
+    return np.concatenate(strips) if strips else np.zeros((0, width, 3), dtype=np.uint8)
+
+
 def write_png(rgb: np.ndarray, path: Path) -> Path:
     """Writes an [row, column, 3] uint8 array (row 0 at the top) with vtkPNGWriter."""
     height, width = rgb.shape[:2]
@@ -168,8 +195,9 @@ def write_png(rgb: np.ndarray, path: Path) -> Path:
 
 
 def preview_image(image: sitk.Image, labelmap: sitk.Image, labels: Sequence[Label], surface: bool = True,
-                  footer: Optional[np.ndarray] = None) -> np.ndarray:
-    """The picture as an RGB array: one row per labyrinth (axial, coronal, sagittal, 3D)."""
+                  footer: Sequence[str] = ()) -> np.ndarray:
+    """The picture as an RGB array: one row per labyrinth (axial, coronal, sagittal, 3D), then
+    the ``footer`` lines (what made it, each ear's side and measurements)."""
     rows = []
     for centre, side in labyrinth_boxes(labelmap):
         slices = grey([plane(image, centre, side, axis, nearest=False) for axis in (2, 1, 0)])
@@ -180,4 +208,5 @@ def preview_image(image: sitk.Image, labelmap: sitk.Image, labels: Sequence[Labe
         rows.append(row)
     if not rows:
         rows.append([np.full((PANEL, PANEL, 3), BACKGROUND, dtype=np.uint8)])
-    return compose(rows, footer)
+    width = max(len(row) for row in rows) * (PANEL + 4) + 4
+    return compose(rows, text_block(footer, width) if footer else None)

@@ -16,6 +16,8 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
+from .memory import return_large_blocks_promptly
+
 JOB_FILE = "job.json"
 EVENTS_FILE = "events.jsonl"
 LABELMAP_FILE = "labelmap.nrrd"
@@ -60,11 +62,13 @@ def run(folder: Path, events: EventLog) -> None:
     if job.get("preview"):  # after "done": the segmentation stands even if drawing it fails
         from .outputs import write_preview
 
-        write_preview(folder / job["scan"], result.labelmap, result.labels, folder / PREVIEW_FILE, overwrite=True)
+        write_preview(folder / job["scan"], result.labelmap, result.labels, folder / PREVIEW_FILE, overwrite=True,
+                      report=result.report)
 
 
 def main(argv: list[str] | None = None) -> int:
     folder = Path((argv if argv is not None else sys.argv[1:])[0])
+    return_large_blocks_promptly()
     with open(folder / EVENTS_FILE, "a", encoding="utf-8") as stream:
         events = EventLog(stream)
         try:
