@@ -16,6 +16,7 @@ from .errors import InputError, ModelError
 from .inference import CUDA, StageSession, open_session
 from .labels import Label
 from .model import ModelManifest, load_model, sha256_of, MANIFEST_NAME
+from .capsule import lies_in_bone
 from .cascade import run_cascade
 from .cochlea_metrics import label_values, measurements_section
 from .postprocess import structure_labels, to_original_grid
@@ -303,8 +304,9 @@ class Segmenter:
             prepared.array, self.stages, self.sessions(), model.threshold, settings.keep_largest_component,
             settings.crop, self.batch_size, progress.span(0.0, 0.85), self.mirror_average, box.first_stage)
         _add_timings(timings, cascade.timings)
-        if cascade.mask.sum() * float(np.prod(prepared.grid.GetSpacing())) < MIN_EAR_MM3:
-            cascade.mask[:] = False  # too little to be an ear: nothing of it reaches the scan
+        if cascade.mask.sum() * float(np.prod(prepared.grid.GetSpacing())) < MIN_EAR_MM3 \
+                or not lies_in_bone(prepared.array, cascade.mask, prepared.grid.GetSpacing()[0], model.normalisation):
+            cascade.mask[:] = False  # too little, or no fluid in bone: no ear, nothing of it reaches the scan
         clock = time.perf_counter()
         canvas = to_original_grid(
             cascade.probabilities, cascade.mask, prepared.grid, scan, model.threshold,
