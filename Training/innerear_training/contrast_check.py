@@ -23,7 +23,7 @@ from InnerEarSegmentationLib.capsule import MIN_CONTRAST, fluid_contrast
 from InnerEarSegmentationLib.errors import InputError
 from InnerEarSegmentationLib.model import load_model
 
-from .report import emit
+from .report import emit, table_report
 
 
 class Recorder:
@@ -82,12 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         rows += recorder.rows("no ear", f"{name} (seed {args.no_ear_seed})", scan)
     for row in rows:
         print(row, flush=True)
-    lines = [f"# Fluid-in-bone contrast of each find: {recorder.segmenter.model.name}", "",
-             f"Command: `python -m innerear_training.contrast_check {' '.join(argv or sys.argv[1:])}`", "",
-             f"Contrast: median of a 0.5-1.5 mm shell round the find minus its inside median, on the model "
-             f"box (robust range, -1..1). The engine drops a find under {MIN_CONTRAST}.", "",
-             "| scan holds | scan | find mm³ | contrast |", "|---|---|---|---|", *rows]
-    emit(lines, args.out)
+    emit(table_report(f"Fluid-in-bone contrast of each find: {recorder.segmenter.model.name}",
+                      f"python -m innerear_training.contrast_check {' '.join(argv or sys.argv[1:])}",
+                      ["Contrast: median of a 0.5-1.5 mm shell round the find minus its inside median, on the "
+                       f"model box (robust range, -1..1). The engine drops a find under {MIN_CONTRAST}."],
+                      ["scan holds", "scan", "find mm³", "contrast"], rows), args.out)
     return 0
 
 

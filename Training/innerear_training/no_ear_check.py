@@ -24,7 +24,7 @@ from InnerEarSegmentationLib.errors import InputError
 from InnerEarSegmentationLib.model import load_model
 from InnerEarSegmentationLib.pipeline import SegmentationSettings, Segmenter
 
-from .report import emit
+from .report import emit, table_report
 
 CUT_ABOVE_MM = 35.0
 SPECIMENS = ("RT143", "RT138", "RT147", "LT143")
@@ -84,11 +84,10 @@ def main(argv: list[str] | None = None) -> int:
             refused += 1
         rows.append(f"| {name} | {field} mm | {verdict} | {found} |")
         print(rows[-1], flush=True)
-    lines = [f"# Scans with no inner ear: {segmenter.model.name}", "",
-             f"Command: `python -m innerear_training.no_ear_check --seed {args.seed}`", "",
-             f"Refused with \"no inner ear found\": {refused} of {len(rows)}.", "",
-             "| scan | field | verdict | what was found |", "|---|---|---|---|", *rows]
-    emit(lines, args.out)
+    emit(table_report(f"Scans with no inner ear: {segmenter.model.name}",
+                      f"python -m innerear_training.no_ear_check --seed {args.seed}",
+                      [f"Refused with \"no inner ear found\": {refused} of {len(rows)}."],
+                      ["scan", "field", "verdict", "what was found"], rows), args.out)
     return 0
 
 

@@ -12,3 +12,9 @@ def emit(lines: list[str], out: Path | None) -> str:
     if out:
         out.write_text(text, encoding="utf-8")
     return text
+
+
+def table_report(title: str, command: str, preamble: list[str], columns: list[str], rows: list[str]) -> list[str]:
+    """A check's report: its title, the command that made it, what to read first, and its table."""
+    return [f"# {title}", "", f"Command: `{command}`", "", *preamble, "",
+            "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *rows]
