@@ -46,7 +46,8 @@ def test_tiny_cascade_trains_exports_and_runs(tmp_path):
     from InnerEarSegmentationLib.errors import InputError
     from InnerEarSegmentationLib.model import load_model
     from InnerEarSegmentationLib.phantom import make_phantom
-    from InnerEarSegmentationLib.pipeline import SegmentationSettings, Segmenter
+    from InnerEarSegmentationLib.capsule import lies_in_bone
+    from InnerEarSegmentationLib.pipeline import MIN_EAR_MM3, SegmentationSettings, Segmenter
     from InnerEarSegmentationLib.preprocess import prepare
     from innerear_training import train
 
@@ -83,7 +84,7 @@ def test_tiny_cascade_trains_exports_and_runs(tmp_path):
 
     # Two training steps may or may not find a labyrinth; what the pipeline does with either
     # outcome is fixed: a labelmap on the scan's grid, or the one "no inner ear" refusal exactly
-    # when the cascade's own mask is empty.
+    # when the cascade's own mask holds no ear (empty, under MIN_EAR_MM3, or not fluid in bone).
     image = make_phantom(5, "clinical").image()
     segmenter = Segmenter(manifest, SegmentationSettings(device="cpu"))
     prepared = prepare(image, manifest.grid_size, manifest.normalisation, manifest.min_extent_mm)
@@ -91,7 +92,9 @@ def test_tiny_cascade_trains_exports_and_runs(tmp_path):
                           mirror_average=segmenter.mirror_average)
     assert cascade.probabilities.shape == (4, 32, 32, 32)
     np.testing.assert_allclose(cascade.probabilities.sum(axis=0), 1.0, atol=1e-4)
-    if cascade.mask.any():
+    spacing = prepared.grid.GetSpacing()[0]
+    if cascade.mask.sum() * spacing ** 3 >= MIN_EAR_MM3 and \
+            lies_in_bone(prepared.array, cascade.mask, spacing, manifest.normalisation):
         result = segmenter.segment(image)
         labels = sitk.GetArrayFromImage(result.labelmap)
         assert result.labelmap.GetSize() == image.GetSize() and labels.any()

@@ -100,6 +100,7 @@ class Ear:
     labels: tuple[Label, ...]
     reading: SideReading | None
     report: dict[str, Any]
+    in_bone: bool = True  # fluid inside bone (capsule.py): a scan where no ear is shows no inner ear
 
 
 @dataclass
@@ -279,6 +280,8 @@ class Segmenter:
         labelmap, probability = canvas
         if not ears or sitk.GetArrayViewFromImage(labelmap).max() == 0:  # no full-size temporary (1500³ micro-CT)
             raise self._nothing_found(source)
+        if not shows_an_inner_ear(ears):
+            raise self._nothing_found(source)
         if settings.side != "both":
             labelmap, probability, ears = self._one_side(labelmap, probability, ears, source)
         labels = tuple(label for ear in ears for label in ear.labels)
@@ -304,9 +307,8 @@ class Segmenter:
             prepared.array, self.stages, self.sessions(), model.threshold, settings.keep_largest_component,
             settings.crop, self.batch_size, progress.span(0.0, 0.85), self.mirror_average, box.first_stage)
         _add_timings(timings, cascade.timings)
-        if cascade.mask.sum() * float(np.prod(prepared.grid.GetSpacing())) < MIN_EAR_MM3 \
-                or not lies_in_bone(prepared.array, cascade.mask, prepared.grid.GetSpacing()[0], model.normalisation):
-            cascade.mask[:] = False  # too little, or no fluid in bone: no ear, nothing of it reaches the scan
+        if cascade.mask.sum() * float(np.prod(prepared.grid.GetSpacing())) < MIN_EAR_MM3:
+            cascade.mask[:] = False  # too little to be an ear: nothing of it reaches the scan
         clock = time.perf_counter()
         canvas = to_original_grid(
             cascade.probabilities, cascade.mask, prepared.grid, scan, model.threshold,
@@ -314,6 +316,7 @@ class Segmenter:
         _add_timings(timings, {"resample_back": time.perf_counter() - clock})
         if not cascade.mask.any():
             return None, canvas
+        in_bone = lies_in_bone(prepared.array, cascade.mask, prepared.grid.GetSpacing()[0], model.normalisation)
         reading = self._side(cascade.probabilities, cascade.mask, prepared.grid, scan)
         if reading is not None and place is not None:
             reading = replace(reading, header=place, header_from_place=True)
@@ -333,7 +336,7 @@ class Segmenter:
             report["located"] = box.located
         if reading is not None:
             report["laterality"] = reading.describe()
-        return Ear(labels, reading, report), canvas
+        return Ear(labels, reading, report, in_bone), canvas
 
     def _one_side(self, labelmap: sitk.Image, probability: sitk.Image | None, ears: list[Ear],
                   source: str) -> tuple[sitk.Image, sitk.Image | None, list[Ear]]:
@@ -409,6 +412,13 @@ def _distinct_ears(looks: list[tuple[Probe, int]]) -> list[tuple[Probe, int]]:
         if all(_other_ear(look.found_mm - other.found_mm) for other, _ in kept):
             kept.append((look, index))
     return kept
+
+
+def shows_an_inner_ear(ears: list[Ear]) -> bool:
+    """Whether any find is fluid inside bone (capsule.py). One that is vouches for the other box,
+    which lies where the other ear must (``_distinct_ears``) even when its segmentation is too
+    poor to show the contrast; none means the scan shows no inner ear."""
+    return any(ear.in_bone for ear in ears)
 
 
 def _heaviest_kept_whole(looks: list[tuple[Probe, int]]) -> list[tuple[Probe, int]]:
