@@ -9,8 +9,8 @@
 # wording is checked by the tests that match messages, not mutant by mutant.
 #
 #   Testing/mutation.sh [WORKSPACE] [DEADLINE]   (defaults /tmp/innerear-mutmut, now + 90 min)
-#   Modules run in the order below until DEADLINE (any `date -d` string, e.g. 03:40); the survivors
-#   of each are in WORKSPACE/<module>/results.txt.
+#   Modules run in the order below (or MODULES="model scanio" ...) until DEADLINE (any `date -d`
+#   string, e.g. 03:40); the survivors of each are in WORKSPACE/<module>/results.txt.
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 WORKSPACE="${1:-/tmp/innerear-mutmut}"
@@ -19,12 +19,12 @@ PYTHON_BIN="$(dirname "$(command -v python)")"
 declare -A TESTS=(  # the smallest set of fast files that exercises each module
   [cascade]="test_cascade.py"
   [postprocess]="test_postprocess.py test_structures.py"
-  [pipeline]="test_pipeline.py test_structures.py"
+  [pipeline]="test_pipeline.py test_structures.py test_locate.py"
   [mrml_output]="test_mrml_output.py"
   [model]="test_model.py"
   [scanio]="test_bad_input.py"
 )
-ORDER=(cascade postprocess pipeline mrml_output model scanio)
+ORDER=(${MODULES:-cascade postprocess pipeline model mrml_output scanio})
 unset PYTHONPATH
 for module in "${ORDER[@]}"; do
   left=$(( DEADLINE - $(date +%s) ))
