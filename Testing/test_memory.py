@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from InnerEarSegmentationLib.subprocess_run import child_environment
+
 # Frees two 8 MB arrays that lie below a third one still in use: from glibc's heap (after a
 # 20 MB block has raised its threshold) they would stay in the process; mapped, they go back.
 CHILD = """
@@ -25,5 +27,5 @@ print(fixed, (before - rss()) / 2**20)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator only")
 def test_freed_arrays_go_back_to_the_system_once_the_threshold_is_fixed():
     fixed, returned = subprocess.run([sys.executable, "-c", CHILD, "fixed"], capture_output=True, text=True,
-                                     check=True).stdout.split()
+                                     check=True, env=child_environment()).stdout.split()
     assert fixed == "True" and float(returned) > 14.0  # both 8 MB arrays
