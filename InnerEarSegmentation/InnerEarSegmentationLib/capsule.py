@@ -14,12 +14,11 @@ from scipy import ndimage
 
 SHELL_MM = (0.5, 1.5)    # the shell: this far outside the find (clear of its blurred edge)
 MIN_CONTRAST = 0.25      # shell median minus inside median, in robust-range units (-1..1)
-MARGIN_MM = 2.0
 
 
 def fluid_contrast(image: np.ndarray, mask: np.ndarray, spacing_mm: float) -> float:
     """Median of a shell 0.5-1.5 mm around ``mask`` minus the median inside it (image units)."""
-    reach = int(np.ceil((SHELL_MM[1] + MARGIN_MM) / spacing_mm))
+    reach = int(np.ceil(SHELL_MM[1] / spacing_mm)) + 1  # the crop holds the whole shell
     where = np.argwhere(mask)
     low = np.maximum(where.min(axis=0) - reach, 0)
     high = np.minimum(where.max(axis=0) + reach + 1, mask.shape)

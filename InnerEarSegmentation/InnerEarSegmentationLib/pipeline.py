@@ -278,9 +278,8 @@ class Segmenter:
             if ear is not None:
                 ears.append(ear)
         labelmap, probability = canvas
-        if not ears or sitk.GetArrayViewFromImage(labelmap).max() == 0:  # no full-size temporary (1500³ micro-CT)
-            raise self._nothing_found(source)
-        if not shows_an_inner_ear(ears):
+        # the labelmap's max, not a comparison: no full-size temporary (1500³ micro-CT)
+        if not shows_an_inner_ear(ears) or sitk.GetArrayViewFromImage(labelmap).max() == 0:
             raise self._nothing_found(source)
         if settings.side != "both":
             labelmap, probability, ears = self._one_side(labelmap, probability, ears, source)
@@ -425,8 +424,8 @@ def _heaviest_kept_whole(looks: list[tuple[Probe, int]]) -> list[tuple[Probe, in
     """The finds with the arrays of only the heaviest kept (nearly always an ear): each other
     box's image and probabilities would hold ~40 MB more of a head's peak memory; the other
     ear's box is looked at again once chosen (under a second), if recentring does not anyway."""
-    heaviest = sorted(range(len(looks)), key=lambda i: -looks[i][0].mass)[:1]
-    return [(look if i in heaviest else look.summary(), index) for i, (look, index) in enumerate(looks)]
+    heaviest = max(range(len(looks)), key=lambda i: looks[i][0].mass)
+    return [(look if i == heaviest else look.summary(), index) for i, (look, index) in enumerate(looks)]
 
 
 def _other_ear(offset_mm: np.ndarray) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -137,9 +137,8 @@ def render_surface(labelmap: sitk.Image, labels: Sequence[Label], centre: np.nda
     return np.ascontiguousarray(pixels[::-1, :, :3])
 
 
-def compose(rows: Sequence[Sequence[np.ndarray]], footer: Optional[np.ndarray] = None, gap: int = 4) -> np.ndarray:
-    """Panels in a grid with a gap, and an optional full-width footer below (for example a
-    measurements table drawn by another module)."""
+def compose(rows: Sequence[Sequence[np.ndarray]], footer: Sequence[str] = (), gap: int = 4) -> np.ndarray:
+    """Panels in a grid with a gap, and the ``footer`` lines below them, wrapped to its width."""
     width = max(sum(p.shape[1] for p in row) + gap * (len(row) + 1) for row in rows)
     blocks = []
     for row in rows:
@@ -149,10 +148,9 @@ def compose(rows: Sequence[Sequence[np.ndarray]], footer: Optional[np.ndarray] =
             strip[gap:gap + panel.shape[0], x:x + panel.shape[1]] = panel
             x += panel.shape[1] + gap
         blocks.append(strip)
-    if footer is not None:
-        padded = np.full((footer.shape[0] + gap, width, 3), BACKGROUND, dtype=np.uint8)
-        padded[gap:, :min(width, footer.shape[1])] = footer[:, :width]
-        blocks.append(padded)
+    if footer:
+        text = text_block(footer, width, gap)
+        blocks.append(np.concatenate([np.full((gap, width, 3), BACKGROUND, dtype=np.uint8), text]))
     blocks.append(np.full((gap, width, 3), BACKGROUND, dtype=np.uint8))
     return np.concatenate(blocks)
 
@@ -208,5 +206,4 @@ def preview_image(image: sitk.Image, labelmap: sitk.Image, labels: Sequence[Labe
         rows.append(row)
     if not rows:
         rows.append([np.full((PANEL, PANEL, 3), BACKGROUND, dtype=np.uint8)])
-    width = max(len(row) for row in rows) * (PANEL + 4) + 4
-    return compose(rows, text_block(footer, width) if footer else None)
+    return compose(rows, footer)
