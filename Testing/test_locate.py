@@ -156,6 +156,20 @@ def test_both_ears_are_segmented_named_by_side_right_first(two_ear_model):
     assert volumes["Left cochlea"] == int((labels == 4).sum())
 
 
+def test_each_ear_is_measured_on_its_own_labels(two_ear_model):
+    """The right ear's cochlea is filled with bone, so the two ears' measurements must differ:
+    each ear's section has to come from its own label values (1-3 and 4-6), not the other's."""
+    scan, truth = _two_ear_scan()
+    voxels = sitk.GetArrayFromImage(scan)
+    voxels[truth == 1] = BONE_HU
+    filled = sitk.GetImageFromArray(voxels)
+    filled.CopyInformation(scan)
+    ears = Segmenter(load_model(two_ear_model), SegmentationSettings()).segment(filled).report["ears"]
+    statuses = {ear["side"]: ear["measurements"]["cochlea"]["status"] for ear in ears}
+    assert "too small" in statuses["right"], statuses
+    assert "ring instead of a spiral" in statuses["left"], statuses  # the intact (ball) cochlea
+
+
 @pytest.mark.parametrize("side, values", [("right", (1, 2, 3)), ("left", (4, 5, 6))])
 def test_one_side_keeps_that_ear_with_the_models_own_label_values(two_ear_model, side, values):
     scan, truth = _two_ear_scan()
