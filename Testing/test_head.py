@@ -139,3 +139,24 @@ def test_a_real_left_specimen_is_placed_as_it_is():
     for side, (grid, structures) in _ears_on_fine_grids(scan).items():
         assert set(np.unique(structures)) == {0, 1, 2, 3}, side
         assert _cochlea_is_medial_to_canals(grid, structures, side), side
+
+
+def test_a_cascade_trains_on_a_box_round_each_ear_holding_that_ear_alone(head, labels, monkeypatch):
+    from innerear_training import data
+
+    renders = []
+    monkeypatch.setattr(data, "_render_head", lambda *args: renders.append(args) or head)  # the coarse head
+    cases = data.head_cases(1, SEED, ["RT147"], 32, {"method": "robust-range"}, cache=None, log=None,
+                            roi_extent_mm=28.0)
+    assert len(renders) == 1  # both boxes from one render
+    assert [case.name for case in cases] == ["head-0-right", "head-0-left"]
+    x, _, _ = _physical(head.image)
+    for case, ear in zip(cases, head.ears):
+        grid = case.meta["grid"]
+        centre = np.array(grid["origin"]) + np.array(grid["spacing"]) * (np.array(grid["size"]) - 1) / 2
+        assert np.abs(centre - ear["labyrinth_centre_mm"]).max() <= 2.5 * 1.5 + 1e-6, ear  # the locator-like error
+        assert grid["spacing"][0] == pytest.approx(28.0 / 32)
+        assert set(np.unique(case.labels)) == {0, 1, 2, 3}, ear
+        # The ear's whole labyrinth, at the box's voxels (nearest neighbour, 0.875 mm)
+        ear_mm3 = (labels[(labels > 0) & ((x < 0) if ear["side"] == "right" else (x > 0))].size) * VOXEL_MM ** 3
+        assert (case.labels > 0).sum() * (28.0 / 32) ** 3 == pytest.approx(ear_mm3, rel=0.35), ear

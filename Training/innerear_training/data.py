@@ -286,26 +286,83 @@ def head_case(index: int, seed: int, specimens: list[str], grid_size: int, norma
     key = f"head-{right}-{left}-{seed}-{index}-{rule.key}-{_source_key()}"
 
     def build():
-        from innerear_synth.head import render_head
-        from innerear_synth.render import draw_generator
-
-        head = render_head(draw_generator(seed, index, "head"), right, left)
+        head = _render_head(index, seed, right, left)
         arrays = _resampled(head.image, head.labels_on, rule, key)
-        description = {"ears": head.ears, **{k: head.description[k] for k in ("extent_mm", "voxel_mm", "slice_mm")}}
-        arrays["description"] = np.frombuffer(json.dumps(description).encode(), dtype=np.uint8)
+        arrays["description"] = _head_description(head)
         return arrays
 
-    arrays = _cached(key, cache, build)
+    return _head_case(f"head-{index}", index, _cached(key, cache, build), normalisation)
+
+
+def head_ear_cases(index: int, seed: int, specimens: list[str], grid_size: int, normalisation: dict,
+                   roi_extent_mm: float, cache: Path | None = DEFAULT_CACHE) -> list[Case]:
+    """Head ``index`` as the cascade sees it: one box round each ear, centred as the engine
+    centres it (the ear's centroid, with the locator-like error), brain, sinuses and clinical
+    slices round the bone included. The head is rendered once for both boxes."""
+    right, left = head_pair(index, specimens)
+    rule = GridRule(grid_size, 0.0, roi_extent_mm)
+    rendered = []
+
+    def head():
+        if not rendered:
+            rendered.append(_render_head(index, seed, right, left))
+        return rendered[0]
+
+    cases = []
+    for side in ("right", "left"):
+        key = f"head-{right}-{left}-{seed}-{index}-{side}-{rule.key}-{_source_key()}"
+
+        def build(side=side, key=key):
+            scan = head()
+            centre = next(ear["labyrinth_centre_mm"] for ear in scan.ears if ear["side"] == side)
+            arrays = _resampled(scan.image, lambda grid: scan.labels_on(grid) * within(grid, centre, EAR_REACH_MM),
+                                rule, key)
+            arrays["description"] = _head_description(scan)
+            return arrays
+
+        cases.append(_head_case(f"head-{index}-{side}", index, _cached(key, cache, build), normalisation))
+    return cases
+
+
+EAR_REACH_MM = 20.0  # labels within this of an ear's centre belong to that ear (the ears lie ~100 mm apart)
+
+
+def within(grid: sitk.Image, centre_mm, reach_mm: float) -> np.ndarray:
+    """[z, y, x] voxels of ``grid`` (identity direction: heads and boxes) whose centres lie
+    within ``reach_mm`` of a physical point."""
+    axes = [grid.GetOrigin()[a] + grid.GetSpacing()[a] * np.arange(grid.GetSize()[a]) - centre_mm[a]
+            for a in range(3)]
+    return (axes[2][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[0][None, None, :] ** 2) < reach_mm ** 2
+
+
+def _render_head(index: int, seed: int, right: str, left: str):
+    from innerear_synth.head import render_head
+    from innerear_synth.render import draw_generator
+
+    return render_head(draw_generator(seed, index, "head"), right, left)
+
+
+def _head_description(head) -> np.ndarray:
+    description = {"ears": head.ears, **{k: head.description[k] for k in ("extent_mm", "voxel_mm", "slice_mm")}}
+    return np.frombuffer(json.dumps(description).encode(), dtype=np.uint8)
+
+
+def _head_case(name: str, index: int, arrays: dict[str, np.ndarray], normalisation: dict) -> Case:
     meta = {"source": "head", "index": index, "render": json.loads(bytes(arrays["description"]).decode())}
-    return _make_case(f"head-{index}", arrays, normalisation, meta)
+    return _make_case(name, arrays, normalisation, meta)
 
 
 def head_cases(count: int, seed: int, specimens: list[str], grid_size: int, normalisation: dict,
-               cache: Path | None = DEFAULT_CACHE, log=print, min_extent_mm: float = 0.0) -> list[Case]:
-    """``count`` head-size scans with both ears (for a locator that must find ears in any field)."""
+               cache: Path | None = DEFAULT_CACHE, log=print, min_extent_mm: float = 0.0,
+               roi_extent_mm: float = 0.0) -> list[Case]:
+    """``count`` head-size scans with both ears: whole (a locator's training) or, with
+    ``roi_extent_mm``, a box round each ear (a cascade's)."""
     cases = []
     for index in range(count):
-        cases.append(head_case(index, seed, specimens, grid_size, normalisation, cache, min_extent_mm))
+        if roi_extent_mm > 0:
+            cases.extend(head_ear_cases(index, seed, specimens, grid_size, normalisation, roi_extent_mm, cache))
+        else:
+            cases.append(head_case(index, seed, specimens, grid_size, normalisation, cache, min_extent_mm))
         if log:
             render = cases[-1].meta["render"]
             log(f"  rendered {cases[-1].name}: {render['extent_mm']} mm field, {render['voxel_mm']} mm voxels, "

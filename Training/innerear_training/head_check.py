@@ -28,20 +28,12 @@ from InnerEarSegmentationLib.metrics import dice
 from InnerEarSegmentationLib.model import load_model
 from InnerEarSegmentationLib.pipeline import SegmentationSettings, Segmenter
 
-from .data import head_pair
+from .data import EAR_REACH_MM, head_pair, within
 from .report import emit
 
 FOUND_MM = 8.0   # a box centred this close to the true labyrinth found it
 CROP_MM = 30.0   # the "tight crop" each ear is also segmented from
-EAR_REACH_MM = 20.0  # truth and result within this of an ear's centre belong to it
 FIELDS_MM = (24.0, 60.0, 120.0)  # the crops of one ear compared with the whole head
-
-
-def _near(image: sitk.Image, centre_mm, reach_mm: float) -> np.ndarray:
-    """[z, y, x] voxels of ``image`` within ``reach_mm`` of a point (identity direction)."""
-    axes = [image.GetOrigin()[a] + image.GetSpacing()[a] * np.arange(image.GetSize()[a]) - centre_mm[a]
-            for a in range(3)]
-    return (axes[2][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[0][None, None, :] ** 2) < reach_mm ** 2
 
 
 def _crop(image: sitk.Image, centre_mm, extent_mm: float) -> sitk.Image:
@@ -83,7 +75,7 @@ def check_head(segmenter: Segmenter, index: int, seed: int, specimens: list[str]
         if flip:  # the same voxels, now at the mirrored height
             z0, dz, n = image.GetOrigin()[2], image.GetSpacing()[2], image.GetSize()[2]
             centre[2] = 2 * z0 + (n - 1) * dz - centre[2]
-        near = _near(image, centre, EAR_REACH_MM)
+        near = within(image, centre, EAR_REACH_MM)
         found = [e for e in ears if "located" in e
                  and np.linalg.norm(np.array(e["located"]["box_centre_mm"]) - centre) < FOUND_MM]
         values = found[0]["label_values"] if found else []
@@ -117,13 +109,13 @@ def field_of_view_row(segmenter: Segmenter, index: int, seed: int, specimens: li
         scores = {}
         for field in FIELDS_MM:
             crop = _crop(head.image, centre, field)
-            near = _near(crop, centre, EAR_REACH_MM)
+            near = within(crop, centre, EAR_REACH_MM)
             try:
                 found = sitk.GetArrayViewFromImage(segmenter.segment(crop).labelmap) > 0
             except InputError:
                 found = np.zeros(near.shape, bool)
             scores[f"{field:g}"] = dice(found & near, (sitk.GetArrayFromImage(_crop(truth, centre, field)) > 0) & near)
-        near = _near(head.image, centre, EAR_REACH_MM)
+        near = within(head.image, centre, EAR_REACH_MM)
         scores["whole"] = dice((whole > 0) & near, (sitk.GetArrayViewFromImage(truth) > 0) & near)
         rows.append({"head": index, "side": ear["side"], "field_mm": head.description["extent_mm"], **scores})
     return rows

@@ -410,7 +410,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--renders-per-specimen", type=int, default=24, help="random renders of each specimen")
     group.add_argument("--render-seed", type=int, default=0, help="seed of the renders (other seeds: other draws)")
     group.add_argument("--heads", type=int, default=0,
-                       help="head-size scans with both ears made from the specimens (a locator's training)")
+                       help="head-size scans with both ears made from the specimens: whole for a locator, "
+                            "a box round each ear with --roi-extent-mm")
     group.add_argument("--head-seed", type=int, default=0, help="seed of the head scans")
     group.add_argument("--target-dilation-mm", type=float, default=0.0,
                        help="train on the labyrinth grown by this much, one class (a locator's target: "
@@ -509,10 +510,11 @@ def load_cases(args, normalisation: dict) -> tuple[list, dict]:
         if not specimens:
             raise SystemExit("--heads needs --specimens: the heads' ears are made from them")
         heads = datamod.head_cases(args.heads, args.head_seed, specimens, args.grid, normalisation, args.cache,
-                                   log=log, min_extent_mm=args.min_extent_mm)
+                                   log=log, min_extent_mm=args.min_extent_mm, roi_extent_mm=args.roi_extent_mm)
         described["heads"] = {"source": "innerear_synth.head (skull, brain, sinuses, mastoids; both ears "
                                         "from the specimens, one of them mirrored where needed)",
-                              "count": args.heads, "seed": args.head_seed}
+                              "count": args.heads, "seed": args.head_seed,
+                              "cases": "a box round each ear" if args.roi_extent_mm > 0 else "the whole head"}
         cases = _interleave(cases, heads)
     return cases, described
 
