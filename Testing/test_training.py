@@ -232,3 +232,22 @@ def test_grown_targets_are_every_voxel_within_reach_of_the_labyrinth():
     expected = ((z - 10) ** 2 + (y - 10) ** 2 + (x - 10) ** 2) * 0.25 <= 4.0
     np.testing.assert_array_equal(case.labels, expected.astype(np.uint8))
     assert case.labels.max() == 1  # one class
+
+
+@pytest.mark.parametrize("any_orientation, expected", [(False, 2), (True, 8)])
+def test_a_locator_can_train_on_slices_in_every_orientation(any_orientation, expected):
+    """An L-shaped mark in a coronal slice: mirroring alone gives it two poses, mirroring with
+    quarter turns all eight (a head stored upside down or on its side looks like one of them)."""
+    from innerear_training.data import Case
+    from innerear_training.train import SlicePool, TrainConfig
+
+    labels = np.zeros((8, 8, 8), np.uint8)
+    labels[2:6, 4, 2] = 1  # along z
+    labels[2, 4, 2:5] = 1  # and along x from one end: no turn or flip maps it onto itself
+    image = labels.astype(np.float32)[None]
+    config = TrainConfig(crop=0, any_orientation=any_orientation)
+    pool = SlicePool([image], [labels], [Case("mark", image[0], labels, 1.0)], "coronal", config,
+                     np.random.default_rng(0))
+    _, targets = pool.batch([(0, 4)] * 200, augment=True)
+    poses = {target.numpy().tobytes() for target in targets}
+    assert len(poses) == expected

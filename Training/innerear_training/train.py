@@ -73,6 +73,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     dropout: float = 0.2
+    any_orientation: bool = False  # quarter turns and flips of each training slice (a locator's)
     stages: int = 3
     extra: dict = field(default_factory=dict)
 
@@ -161,6 +162,9 @@ class SlicePool:
                 # and axial views; a sagittal slice has no x axis, so it is left as it is.
                 if self.view in ("coronal", "axial") and self.rng.random() < 0.5:
                     x, y = x[..., ::-1], y[..., ::-1]
+                if self.config.any_orientation:  # a head stored upside down or on its side
+                    turns = int(self.rng.integers(4))
+                    x, y = np.rot90(x, turns, axes=(-2, -1)), np.rot90(y, turns)
             xs.append(np.ascontiguousarray(x))
             ys.append(np.ascontiguousarray(y))
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys).astype(np.int64))
@@ -462,6 +466,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--init-from", type=Path, help="work folder whose stageN.pt, model folder whose exported "
                        "stageN.onnx, or an .onnx file (stage 1) initialise the stages trained")
     group.add_argument("--threads", type=int, default=2)
+    group.add_argument("--any-orientation", action="store_true",
+                       help="turn each training slice by a random quarter turn (with the mirroring: any of "
+                            "the 8 flips and turns): a locator then finds ears in scans stored upside down")
 
 
 def config_from(args) -> TrainConfig:
@@ -471,7 +478,7 @@ def config_from(args) -> TrainConfig:
                        stage_minutes=tuple(float(m) for m in str(args.stage_minutes).split(",")),
                        crop=args.crop, val_every=args.val_every, margin=args.margin,
                        other_fraction=args.other_fraction, seed=args.seed, threads=args.threads,
-                       stages=args.stages,
+                       stages=args.stages, any_orientation=args.any_orientation,
                        extra={k: str(v) if isinstance(v, Path) else v for k, v in
                               {"reuse_from": args.reuse_from, "reuse_stages": args.reuse_stages,
                                "init_from": args.init_from}.items() if v})
@@ -583,7 +590,8 @@ def main(argv: list[str] | None = None) -> int:
         "total_minutes": round((time.time() - started) / 60, 2),
         "config": asdict(config),
         "augmentation": ("every rendered scan a random draw (innerear_synth) and restyled phantoms, " if args.specimens else "")
-                        + "intensity scale 0.9-1.1 and offset +-0.1 (normalised units); left/right mirroring",
+                        + "intensity scale 0.9-1.1 and offset +-0.1 (normalised units); left/right mirroring"
+                        + ("; quarter turns of each slice" if config.any_orientation else ""),
         "crop": f"{config.crop}x{config.crop} windows, 80% around a labyrinth pixel" if config.crop else "whole slices",
         "slices": f"all slices cutting the labyrinth bounding box +{config.margin}, plus {config.other_fraction:.0%} of the others per epoch",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
